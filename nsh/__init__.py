@@ -1,0 +1,1 @@
+"""Naturally-Sorted Hashing."""

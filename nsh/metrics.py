@@ -1,0 +1,231 @@
+"""Retrieval metrics on packed binary codes, as the hashing literature computes them.
+
+Every metric here ranks the database by Hamming distance to each query. Relevance: same class id
+(1-D labels) or at least one shared label (2-D multi-hot labels).
+
+- `map_at_k`: over the top k, AP = mean of precision@t at each relevant position t (divided by the
+  number of relevant items inside the top k); a query with none scores 0. Hamming ties are broken by
+  database index (stable), so the figure is deterministic.
+- `tie_aware_map_at_k`: the expectation of the same AP over uniformly random orders inside every group of
+  tied distances (McSherry & Najork, ECIR 2008), computed exactly, not sampled.
+- `pr_curve`, `precision_at_radius`: precision and recall of the set within Hamming radius r.
+
+All of them share one vectorised pass (`evaluate`), so asking for everything costs one distance matrix per
+chunk of queries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from nsh.codes import CodeLengthError, hamming_matrix
+
+QUERY_CHUNK = 128  # a (128 x 1M) int32 distance matrix is 0.5 GB: bounded memory for any database size
+
+
+@dataclass
+class RetrievalMetrics:
+    map_at_k: float
+    tie_aware_map_at_k: float
+    precision_at_radius2: float
+    pr_precision: np.ndarray  # by Hamming radius 0..nbits; NaN where no query retrieves anything
+    pr_recall: np.ndarray
+    k: int
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {
+            f"{prefix}map@{self.k}": self.map_at_k,
+            f"{prefix}map@{self.k}_tie_aware": self.tie_aware_map_at_k,
+            f"{prefix}p@h<=2": self.precision_at_radius2,
+        }
+
+
+def relevance(query_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
+    """(len(q), len(db)) boolean matrix: same class for 1-D labels, a shared label for multi-hot ones."""
+    query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
+    if query_labels.ndim != db_labels.ndim:
+        raise ValueError(
+            f"query labels are {query_labels.ndim}-D but database labels are {db_labels.ndim}-D; "
+            "use class ids (1-D) or multi-hot rows (2-D) for both"
+        )
+    if query_labels.ndim == 1:
+        return query_labels[:, None] == db_labels[None, :]
+    if query_labels.shape[1] != db_labels.shape[1]:
+        raise ValueError(
+            f"query labels have {query_labels.shape[1]} classes but database labels have {db_labels.shape[1]}"
+        )
+    return (query_labels.astype(np.float32) @ db_labels.astype(np.float32).T) > 0
+
+
+def evaluate(query_codes, db_codes, query_labels, db_labels, k: int, nbits: int | None = None) -> RetrievalMetrics:
+    """All metrics of this module in one pass over the (query x database) Hamming distances."""
+    query_codes, db_codes = np.asarray(query_codes, np.uint8), np.asarray(db_codes, np.uint8)
+    _check(query_codes, db_codes, query_labels, db_labels, k)
+    nbits = nbits or db_codes.shape[1] * 8
+    ap, ap_tie, hist_all, hist_rel = [], [], [], []
+    n_relevant_total = []
+    for lo in range(0, len(query_codes), QUERY_CHUNK):
+        sl = slice(lo, lo + QUERY_CHUNK)
+        dist = hamming_matrix(query_codes[sl], db_codes)
+        rel = relevance(np.asarray(query_labels)[sl], db_labels)
+        ap.append(_ap_stable(dist, rel, k))
+        h_all, h_rel = _histograms(dist, rel, nbits)
+        ap_tie.append(_ap_tie_aware(h_all, h_rel, k))
+        hist_all.append(h_all)
+        hist_rel.append(h_rel)
+        n_relevant_total.append(rel.sum(1))
+    h_all, h_rel = np.concatenate(hist_all), np.concatenate(hist_rel)
+    precision, recall = _pr_from_histograms(h_all, h_rel, np.concatenate(n_relevant_total))
+    return RetrievalMetrics(
+        map_at_k=float(np.concatenate(ap).mean()),
+        tie_aware_map_at_k=float(np.concatenate(ap_tie).mean()),
+        precision_at_radius2=_precision_within(h_all, h_rel, 2),
+        pr_precision=precision,
+        pr_recall=recall,
+        k=k,
+    )
+
+
+def map_at_k(query_codes, db_codes, query_labels, db_labels, k: int) -> float:
+    """mAP@k with Hamming ties broken by database index."""
+    return evaluate(query_codes, db_codes, query_labels, db_labels, k).map_at_k
+
+
+def tie_aware_map_at_k(query_codes, db_codes, query_labels, db_labels, k: int) -> float:
+    """Expected mAP@k over random orders inside groups of tied Hamming distances."""
+    return evaluate(query_codes, db_codes, query_labels, db_labels, k).tie_aware_map_at_k
+
+
+def pr_curve(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray, np.ndarray]:
+    """Mean precision and recall of the set within Hamming radius r, for r = 0..nbits."""
+    m = evaluate(query_codes, db_codes, query_labels, db_labels, k=1)
+    return m.pr_precision, m.pr_recall
+
+
+def precision_at_radius(query_codes, db_codes, query_labels, db_labels, radius: int = 2) -> float:
+    """Mean precision of the set within Hamming radius `radius`; a query that retrieves nothing scores 0."""
+    q, db = np.asarray(query_codes, np.uint8), np.asarray(db_codes, np.uint8)
+    _check(q, db, query_labels, db_labels, 1)
+    nbits = db.shape[1] * 8
+    hists = [_histograms(hamming_matrix(q[lo:lo + QUERY_CHUNK], db),
+                         relevance(np.asarray(query_labels)[lo:lo + QUERY_CHUNK], db_labels), nbits)
+             for lo in range(0, len(q), QUERY_CHUNK)]
+    return _precision_within(np.concatenate([h[0] for h in hists]), np.concatenate([h[1] for h in hists]), radius)
+
+
+def _check(query_codes, db_codes, query_labels, db_labels, k):
+    if query_codes.ndim != 2 or db_codes.ndim != 2:
+        raise CodeLengthError("codes must be packed uint8 arrays of shape (n, nbits/8)")
+    if query_codes.shape[1] != db_codes.shape[1]:
+        raise CodeLengthError(
+            f"query codes have {query_codes.shape[1] * 8} bits but database codes have {db_codes.shape[1] * 8}; "
+            "encode queries and database with the same model"
+        )
+    if len(query_labels) != len(query_codes) or len(db_labels) != len(db_codes):
+        raise ValueError(
+            f"labels and codes differ in length: {len(query_labels)} query labels for {len(query_codes)} codes, "
+            f"{len(db_labels)} database labels for {len(db_codes)} codes"
+        )
+    if not 1 <= k <= len(db_codes):
+        raise ValueError(f"k={k} must be between 1 and the database size ({len(db_codes)}); lower k")
+
+
+def _ap_stable(dist: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
+    n = dist.shape[1]
+    # dist * n + index orders by distance, then by database index: a stable tie rule in one integer key.
+    key = dist.astype(np.int64) * n + np.arange(n)
+    top = np.argpartition(key, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), key.shape)
+    top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
+    hits = np.take_along_axis(rel, top, 1)
+    cum = np.cumsum(hits, axis=1)
+    prec_at_hits = np.where(hits, cum / np.arange(1, k + 1), 0.0).sum(1)
+    return np.where(cum[:, -1] > 0, prec_at_hits / np.maximum(cum[:, -1], 1), 0.0)
+
+
+def _histograms(dist: np.ndarray, rel: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, how many database items (and how many relevant ones) sit at each distance 0..nbits."""
+    q = dist.shape[0]
+    flat = (dist + (nbits + 1) * np.arange(q)[:, None]).ravel()
+    size = q * (nbits + 1)
+    h_all = np.bincount(flat, minlength=size).reshape(q, nbits + 1)
+    h_rel = np.bincount(flat, weights=rel.ravel(), minlength=size).reshape(q, nbits + 1).astype(np.int64)
+    return h_all, h_rel
+
+
+def _harmonic(n: np.ndarray) -> np.ndarray:
+    """H(n) = sum_{i<=n} 1/i for integer arrays n >= 0 (exact by cumulative table)."""
+    top = int(n.max()) if n.size else 0
+    table = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, top + 1))])
+    return table[n]
+
+
+def _expected_hit_precision(r, n, t0, r_before):
+    """E[sum over relevant positions j of precision@j] for one tied group.
+
+    The group occupies ranks t0+1..t0+n and holds r relevant items in a uniformly random order, with
+    r_before relevant items ranked ahead of it. Position j is relevant with probability r/n, and given
+    that, (j-1)(r-1)/(n-1) relevant items are expected before it inside the group.
+    """
+    h1 = _harmonic(t0 + n) - _harmonic(t0)  # sum_j 1/(t0+j)
+    h2 = n - (t0 + 1) * h1  # sum_j (j-1)/(t0+j)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(n > 1, (r - 1) / np.maximum(n - 1, 1), 0.0)
+        out = np.where(n > 0, r / np.maximum(n, 1) * ((r_before + 1) * h1 + frac * h2), 0.0)
+    return out
+
+
+def _ap_tie_aware(h_all: np.ndarray, h_rel: np.ndarray, k: int) -> np.ndarray:
+    t_before = np.cumsum(h_all, 1) - h_all
+    r_before = np.cumsum(h_rel, 1) - h_rel
+    full = t_before + h_all <= k
+    # Groups wholly inside the top k contribute their expected hits deterministically.
+    a = np.where(full, _expected_hit_precision(h_rel, h_all, t_before, r_before), 0.0).sum(1)
+    r_full = np.where(full, h_rel, 0).sum(1)
+
+    # The group that straddles rank k: only s of its n positions count, and the number x of relevant items
+    # among them is hypergeometric. AP's denominator (relevant items in the top k) depends on x, so the
+    # expectation is taken over x exactly.
+    straddle = (t_before < k) & ~full
+    has = straddle.any(1)
+    g = straddle.argmax(1)
+    rows = np.arange(len(g))
+    n = np.where(has, h_all[rows, g], 1)
+    r = np.where(has, h_rel[rows, g], 0)
+    t0 = np.where(has, t_before[rows, g], 0)
+    rb = np.where(has, r_before[rows, g], r_full)
+    s = np.where(has, k - t0, 1)
+    x = np.arange(k + 1)[None, :]
+    valid = (x <= np.minimum(r, s)[:, None]) & (x >= np.maximum(0, s - (n - r))[:, None])
+    xs = np.where(valid, x, 0)
+    log_pmf = (_log_comb(r[:, None], xs) + _log_comb((n - r)[:, None], s[:, None] - xs) - _log_comb(n, s)[:, None])
+    pmf = np.where(valid, np.exp(log_pmf), 0.0)
+    b = _expected_hit_precision(xs, s[:, None], t0[:, None], rb[:, None])
+    denom = rb[:, None] + xs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ap_given_x = np.where(denom > 0, (a[:, None] + b) / np.maximum(denom, 1), 0.0)
+    ap_straddle = (pmf * ap_given_x).sum(1)
+    ap_exact = np.where(r_full > 0, a / np.maximum(r_full, 1), 0.0)
+    return np.where(has, ap_straddle, ap_exact)
+
+
+def _log_comb(n, x):
+    return gammaln(n + 1) - gammaln(x + 1) - gammaln(n - x + 1)
+
+
+def _pr_from_histograms(h_all, h_rel, n_relevant):
+    retrieved = np.cumsum(h_all, 1)
+    hits = np.cumsum(h_rel, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.where(retrieved > 0, hits / np.maximum(retrieved, 1), np.nan)
+        rec = np.where(n_relevant[:, None] > 0, hits / np.maximum(n_relevant[:, None], 1), 0.0)
+    counted = (retrieved > 0).sum(0)
+    precision = np.where(counted > 0, np.nansum(prec, 0) / np.maximum(counted, 1), np.nan)
+    return precision, rec.mean(0)
+
+
+def _precision_within(h_all, h_rel, radius):
+    retrieved = h_all[:, : radius + 1].sum(1)
+    hits = h_rel[:, : radius + 1].sum(1)
+    return float(np.where(retrieved > 0, hits / np.maximum(retrieved, 1), 0.0).mean())
