@@ -1,0 +1,51 @@
+"""The NSH model: one backbone feeding a hash head and a latent head."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nsh.codes import check_nbits
+from nsh.models.backbones import build_backbone
+from nsh.models.heads import HashHead, LatentHead
+
+
+class Hasher(nn.Module):
+    """images (or feature vectors, with backbone 'features') -> (codes in {-1,+1}, unit latents)."""
+
+    def __init__(self, backbone: str, nbits: int, latent_dim: int = 128, hidden: int = 1024,
+                 surrogate: str = "tanh", freeze_backbone: bool = True, pretrained: bool = True,
+                 weights_path: str | None = None, feature_dim: int | None = None):
+        super().__init__()
+        self.nbits = check_nbits(nbits)
+        bb = build_backbone(backbone, pretrained=pretrained, weights_path=weights_path, feature_dim=feature_dim)
+        self.backbone_name, self.feature_dim = backbone, bb.dim
+        self.backbone, self.mean, self.std = bb.module, bb.mean, bb.std
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+        self.hash_head = HashHead(bb.dim, nbits, hidden, surrogate)
+        self.latent_head = LatentHead(bb.dim, latent_dim, hidden)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_backbone:  # a frozen backbone keeps its BatchNorm statistics too
+            self.backbone.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.freeze_backbone:
+            with torch.no_grad():
+                return self.backbone(x)
+        return self.backbone(x)
+
+    def heads(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.hash_head(f), self.latent_head(f)
+
+    def forward(self, x: torch.Tensor, is_feature: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(x if is_feature else self.features(x))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, is_feature: bool = False) -> torch.Tensor:
+        """Codes in {-1, +1} for inference (eval mode is the caller's business)."""
+        f = x if is_feature else self.backbone(x)
+        return self.hash_head(f)

@@ -1,0 +1,110 @@
+"""SortedNCE against a naive loop over the paper's formula, and its gradient paths."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nsh.losses import CodeNTXent, SortedNCE, hamming_distance, nce_over_slots, nt_xent, sorted_nce
+from nsh.models import Hasher
+from nsh.sorters import SoftSort, TorchSort
+
+
+def naive_sorted_nce(dist, z_anchor, z_cand, m, tau):
+    """The paper's formula, one anchor and one positive position at a time (hard sort)."""
+    terms = []
+    for i in range(dist.shape[0]):
+        order = sorted(range(dist.shape[1]), key=lambda j: dist[i, j].item())
+        c = [F.cosine_similarity(z_cand[j], z_anchor[i], dim=0).item() for j in order]
+        neg = sum(math.exp(ck / tau) for ck in c[m:])
+        for r in range(m):
+            terms.append(-math.log(math.exp(c[r] / tau) / (math.exp(c[r] / tau) + neg)))
+    return sum(terms) / len(terms)
+
+
+def distinct_distances(n, c, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(c, generator=g).double() for _ in range(n)])
+
+
+@pytest.mark.parametrize("sorter", [SoftSort(200.0), TorchSort(200.0)], ids=lambda s: s.name)
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_both_sorters_equal_naive_formula_with_hard_ranks(sorter, m):
+    torch.manual_seed(m)
+    dist = distinct_distances(5, 7, seed=m)
+    za, zc = F.normalize(torch.randn(5, 4, dtype=torch.float64), dim=1), F.normalize(torch.randn(7, 4, dtype=torch.float64), dim=1)
+    got = nce_over_slots(sorter.arrange(dist, za, zc, m), tau=0.5).item()
+    assert got == pytest.approx(naive_sorted_nce(dist, za, zc, m, 0.5), rel=1e-6)
+
+
+def test_sorted_nce_from_codes_equals_naive_formula():
+    # Candidate j has its first j bits flipped: seen from the two end codes, all distances are distinct.
+    codes_c = torch.tensor([[-1.0] * j + [1.0] * (8 - j) for j in range(8)], dtype=torch.float64)
+    codes_a = codes_c[[0, 7]]
+    za, zc = F.normalize(torch.randn(2, 6, dtype=torch.float64), dim=1), F.normalize(torch.randn(8, 6, dtype=torch.float64), dim=1)
+    dist = hamming_distance(codes_a, codes_c)
+    for sorter in (SoftSort(200.0), TorchSort(200.0)):
+        got = sorted_nce(codes_a, za, codes_c, zc, sorter, m=2, tau=0.2).item()
+        assert got == pytest.approx(naive_sorted_nce(dist, za, zc, 2, 0.2), rel=1e-6)
+
+
+def test_m1_is_infonce_on_the_sorted_list():
+    dist = distinct_distances(6, 9, seed=3)
+    za, zc = F.normalize(torch.randn(6, 5, dtype=torch.float64), dim=1), F.normalize(torch.randn(9, 5, dtype=torch.float64), dim=1)
+    slots = SoftSort(200.0).arrange(dist, za, zc, 1)
+    infonce = F.cross_entropy(slots.sim / 0.3, torch.zeros(6, dtype=torch.long))
+    assert nce_over_slots(slots, 0.3).item() == pytest.approx(infonce.item(), rel=1e-9)
+
+
+def test_hamming_distance_of_sign_codes():
+    a = torch.tensor([[1.0, 1, 1, 1, 1, 1, 1, 1]])
+    b = torch.tensor([[1.0, -1, 1, -1, 1, 1, 1, 1], [-1.0] * 8])
+    assert hamming_distance(a, b).tolist() == [[2.0, 8.0]]
+
+
+def _hash_head_grads(sorter, detach_sort_input=False):
+    torch.manual_seed(0)
+    model = Hasher("features", nbits=32, latent_dim=16, hidden=64, feature_dim=20)
+    f1, f2 = torch.randn(32, 20), torch.randn(32, 20)
+    (c1, z1), (c2, z2) = model(f1, is_feature=True), model(f2, is_feature=True)
+    if detach_sort_input:  # cut the only road from the codes to the loss: the distances fed to the sorter
+        c1, c2 = c1.detach(), c2.detach()
+    SortedNCE(sorter, m=1, tau=0.3)(c1, z1, c2, z2).backward()
+    return [p.grad for p in model.hash_head.parameters()]
+
+
+@pytest.mark.parametrize("sorter", [SoftSort(0.5), TorchSort(0.5)], ids=lambda s: s.name)
+def test_hash_head_learns_only_through_the_sorter_and_gets_nonzero_gradient(sorter):
+    grads = _hash_head_grads(sorter)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(g is None or g.abs().sum() == 0 for g in _hash_head_grads(sorter, detach_sort_input=True))
+
+
+@pytest.mark.parametrize("sorter", [SoftSort(0.5), TorchSort(0.5)], ids=lambda s: s.name)
+def test_own_view_positive_variant_counts_own_view_and_mines_the_rest(sorter):
+    torch.manual_seed(1)
+    codes = torch.where(torch.randn(6, 16) > 0, 1.0, -1.0)
+    z1, z2 = F.normalize(torch.randn(6, 8), dim=1), F.normalize(torch.randn(6, 8), dim=1)
+    # With m = 1 the own view is the only positive and every other candidate a negative: InfoNCE.
+    loss = sorted_nce(codes, z2, codes, z1, sorter, m=1, tau=0.3, own_positive=True)
+    assert loss.item() == pytest.approx(F.cross_entropy((z2 @ z1.T) / 0.3, torch.arange(6)).item(), rel=1e-5)
+    assert torch.isfinite(sorted_nce(codes, z2, codes, z1, sorter, m=3, tau=0.3, own_positive=True))
+
+
+def test_nt_xent_matches_simclr_definition():
+    torch.manual_seed(2)
+    a, b = torch.randn(4, 8), torch.randn(4, 8)
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    total = 0.0
+    for i in range(8):
+        pos = (i + 4) % 8
+        den = sum(math.exp((z[i] @ z[j]).item() / 0.5) for j in range(8) if j != i)
+        total += -math.log(math.exp((z[i] @ z[pos]).item() / 0.5) / den)
+    assert nt_xent(a, b, 0.5).item() == pytest.approx(total / 8, rel=1e-5)
+    assert CodeNTXent(0.5)(a, None, b, None).item() == pytest.approx(total / 8, rel=1e-5)
+
+
+def test_negative_temperature_is_rejected():
+    c = torch.ones(3, 8)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        sorted_nce(c, c, c, c, SoftSort(1.0), tau=-0.1)

@@ -1,0 +1,46 @@
+"""Models: exact ±1 codes with a surrogate gradient, unit latents, the backbone registry."""
+import pytest
+import torch
+
+from nsh.models import Hasher, MissingWeightsError, build_backbone, sign_ste
+
+
+def test_sign_ste_emits_only_plus_minus_one_and_never_zero():
+    h = torch.tensor([-2.0, -0.0, 0.0, 1e-30, 3.0], requires_grad=True)
+    codes = sign_ste(h)
+    assert codes.tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0]
+    codes.sum().backward()
+    assert torch.allclose(h.grad, 1 - torch.tanh(h.detach()) ** 2)
+
+
+def test_identity_surrogate_passes_gradient_straight_through():
+    h = torch.tensor([-2.0, 0.5], requires_grad=True)
+    (sign_ste(h, "identity") * torch.tensor([3.0, 4.0])).sum().backward()
+    assert h.grad.tolist() == [3.0, 4.0]
+
+
+def test_hasher_on_features_gives_codes_and_unit_latents():
+    model = Hasher("features", nbits=16, latent_dim=8, hidden=32, feature_dim=10).eval()
+    codes, z = model(torch.randn(5, 10), is_feature=True)
+    assert set(codes.unique().tolist()) <= {-1.0, 1.0} and codes.shape == (5, 16)
+    assert torch.allclose(z.norm(dim=1), torch.ones(5))
+
+
+def test_code_length_must_be_a_multiple_of_8():
+    with pytest.raises(ValueError, match="nbits=12 is not a positive multiple of 8"):
+        Hasher("features", nbits=12, feature_dim=10)
+
+
+def test_efficientnet_lite0_loads_offline_weights_and_is_frozen():
+    model = Hasher("efficientnet_lite0", nbits=32, freeze_backbone=True).train()
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert not model.backbone.training  # frozen BatchNorm statistics
+    codes, _ = model(torch.randn(2, 3, 64, 64))
+    assert codes.shape == (2, 32)
+
+
+def test_missing_torchvision_weights_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(MissingWeightsError, match=r"vgg16-397923af\.pth.*model.weights_path"):
+        build_backbone("vgg16")
