@@ -1,0 +1,103 @@
+"""Backbone features computed once and cached: K augmented views per training image, or the plain view.
+
+With a frozen backbone the heads are all that trains, so the backbone's work on each view can be done
+once. Views are drawn from a per-(item, view) seed, so the cache is reproducible, and it is written in
+chunks, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nsh.data import BadItemError, Corpus, eval_view, train_view
+from nsh.models import Hasher
+
+CHUNK = 2048
+
+
+class _SeededViews(Dataset):
+    def __init__(self, corpus: Corpus, indices: np.ndarray, transform, views: int, seed: int):
+        self.corpus, self.indices, self.transform, self.views, self.seed = corpus, indices, transform, views, seed
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        idx = int(self.indices[i])
+        try:
+            image = self.corpus.load(idx)
+        except BadItemError as err:
+            return torch.zeros(self.views, 3, 1, 1), str(err)
+        out = []
+        for k in range(self.views):
+            torch.manual_seed((self.seed * 1_000_003 + idx * 131 + k) % (2**63))
+            out.append(self.transform(image))
+        return torch.stack(out), ""
+
+
+def _collate(batch):
+    bad = [msg for _, msg in batch if msg]
+    good = [x for x, msg in batch if not msg]
+    return (torch.stack(good) if good else None), [not msg for _, msg in batch], bad
+
+
+def cache_key(corpus: Corpus, indices: np.ndarray, model: Hasher, size: int, views: int, seed: int) -> str:
+    h = hashlib.sha256(json.dumps([corpus.name, model.backbone_name, size, views, seed, len(corpus)]).encode())
+    h.update(np.asarray(indices, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_dir: str | Path, size: int,
+                      views: int = 0, seed: int = 0, batch_size: int = 128, device: str = "cpu",
+                      workers: int = 0, log=print) -> np.ndarray:
+    """(n, views, D) float16 features of `views` augmented views, or (n, D) of the plain view if views == 0.
+
+    A bad item gets an all-NaN row (callers drop it) and is reported once.
+    """
+    augmented = views > 0
+    transform = train_view(size, model.mean, model.std) if augmented else eval_view(size, model.mean, model.std)
+    n_views = views if augmented else 1
+    folder = Path(cache_dir) / cache_key(corpus, indices, model, size, views, seed)
+    final = folder / "features.npy"
+    if final.is_file():
+        return np.load(final)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.backbone.to(device).eval()
+    chunks = range(0, len(indices), CHUNK)
+    start = time.time()
+    for c, lo in enumerate(chunks):
+        part = folder / f"part_{c:05d}.npy"
+        if part.is_file():
+            continue
+        ds = _SeededViews(corpus, indices[lo: lo + CHUNK], transform, n_views, seed)
+        out = np.full((len(ds), n_views, model.feature_dim), np.nan, dtype=np.float16)
+        row = 0
+        for x, ok, bad in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=_collate):
+            for msg in bad:
+                log(f"skipping bad item: {msg}")
+            if x is not None:
+                f = model.backbone(x.flatten(0, 1).to(device)).float().cpu().numpy()
+                rows = np.arange(row, row + len(ok))[np.array(ok)]
+                out[rows] = f.reshape(len(rows), n_views, -1).astype(np.float16)
+            row += len(ok)
+        tmp = folder / f".part_{c:05d}.tmp.npy"
+        np.save(tmp, out)
+        tmp.replace(part)
+        done = min(lo + CHUNK, len(indices))
+        rate = done * n_views / max(time.time() - start, 1e-9)
+        log(f"backbone features: {done}/{len(indices)} items x {n_views} view(s), {rate:.0f} images/s")
+    feats = np.concatenate([np.load(folder / f"part_{c:05d}.npy") for c in range(len(chunks))])
+    if not augmented:
+        feats = feats[:, 0]
+    np.save(folder / "features.tmp.npy", feats)
+    (folder / "features.tmp.npy").replace(final)
+    for c in range(len(chunks)):
+        (folder / f"part_{c:05d}.npy").unlink(missing_ok=True)
+    return feats

@@ -1,0 +1,250 @@
+"""The training loop, free of Ray: one function, `fit`, that every entry point runs.
+
+A `Session` is what the loop needs from its surroundings: its rank in a data-parallel group, how to wrap
+the model for that group, where the last checkpoint is, and where to report an epoch's metrics and
+checkpoint. `LocalSession` runs in one process (a notebook, a lent GPU); the Ray Train session in
+pipelines/ implements the same five methods over Ray Train.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from nsh import checkpoint as ckpt_io
+from nsh.codes import pack
+from nsh.config import Config
+from nsh.data import (CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad, eval_view,
+                      load_or_make_split, train_view)
+from nsh.features import backbone_features
+from nsh.losses import CodeNTXent, SortedNCE
+from nsh.metrics import map_at_k
+from nsh.models import Hasher
+from nsh.sorters import build_sorter
+
+
+class Session:
+    """Single process. Subclasses override for data-parallel training."""
+
+    rank, world_size = 0, 1
+
+    def device(self) -> torch.device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """All workers' rows of t, in rank order, differentiable."""
+        return t
+
+    def latest_checkpoint(self) -> Path | None:
+        return None
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        pass
+
+
+class LocalSession(Session):
+    """Checkpoints in <output_dir>/checkpoints/epoch_NNN; the newest one is where a rerun resumes."""
+
+    def __init__(self, output_dir: str | Path, log=print):
+        self.root = Path(output_dir) / "checkpoints"
+        self.log = log
+
+    def latest_checkpoint(self) -> Path | None:
+        done = sorted(self.root.glob(f"epoch_*/{ckpt_io.CHECKPOINT_FILE}"))
+        return done[-1].parent if done else None
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        if checkpoint_dir is not None:
+            dest = self.root / f"epoch_{int(metrics['epoch']):03d}"
+            dest.mkdir(parents=True, exist_ok=True)
+            (Path(checkpoint_dir) / ckpt_io.CHECKPOINT_FILE).replace(dest / ckpt_io.CHECKPOINT_FILE)
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_val_map: float = -1.0
+    best_epoch: int = -1
+
+
+def default_split_path(cfg: Config) -> Path:
+    if cfg.data.split_file:
+        return Path(cfg.data.split_file)
+    return Path(cfg.output_dir).parent / "splits" / f"{cfg.data.dataset}_seed{cfg.data.split_seed}.json"
+
+
+def load_data(cfg: Config) -> tuple[Corpus, dict[str, np.ndarray]]:
+    d = cfg.data
+    corpus = build_corpus(d.dataset, d.root, d.source)
+    split = load_or_make_split(corpus, default_split_path(cfg), d.split_seed, query_per_class=d.query_per_class,
+                               train_per_class=d.train_per_class, val_query_per_class=d.val_query_per_class,
+                               val_db_per_class=d.val_db_per_class, database_per_class=d.database_per_class)
+    return corpus, split
+
+
+def build_loss(cfg: Config) -> torch.nn.Module:
+    loss = cfg.loss
+    if loss.name == "nt_xent":
+        return CodeNTXent(loss.tau)
+    return SortedNCE(build_sorter(loss.sorter, loss.steepness), loss.m, loss.tau, loss.own_positive,
+                     loss.symmetric, loss.code_weight, loss.code_tau)
+
+
+def cache_dir(cfg: Config) -> Path:
+    return Path(cfg.output_dir).parent / "cache"
+
+
+class Evaluator:
+    """Validation mAP on codes: val queries against the val database (never the test queries)."""
+
+    def __init__(self, cfg: Config, model: Hasher, corpus: Corpus, split: dict, device, log=print):
+        self.cfg, self.device = cfg, device
+        self.q_labels, self.db_labels = corpus.labels[split["val_query"]], corpus.labels[split["val_db"]]
+        self.k = min(cfg.train.val_k, len(split["val_db"]))
+        self.inputs = {}
+        precompute = corpus.kind == "features" or cfg.model.freeze_backbone
+        for s in ("val_query", "val_db"):
+            if corpus.kind == "features":
+                self.inputs[s] = torch.from_numpy(np.stack([corpus.load(int(i)) for i in split[s]]))
+            elif precompute:  # frozen backbone: its features of the plain view never change
+                f = backbone_features(model, corpus, split[s], cache_dir(cfg), cfg.data.image_size,
+                                      device=str(device), log=log)
+                self.inputs[s] = torch.from_numpy(np.nan_to_num(f.astype(np.float32)))
+            else:
+                self.inputs[s] = ItemDataset(corpus, split[s], eval_view(cfg.data.image_size, model.mean, model.std))
+        self.is_feature = precompute
+
+    @torch.no_grad()
+    def codes(self, model: Hasher, which: str) -> np.ndarray:
+        data = self.inputs[which]
+        out = []
+        if self.is_feature:
+            for lo in range(0, len(data), 1024):
+                out.append(model.hash_head(data[lo: lo + 1024].to(self.device)))
+        else:
+            for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad):
+                out.append(model.encode(batch["x"].to(self.device)))
+        return pack(torch.cat(out))
+
+    def __call__(self, model: Hasher) -> float:
+        was_training = model.training
+        model.eval()
+        score = map_at_k(self.codes(model, "val_query"), self.codes(model, "val_db"), self.q_labels,
+                         self.db_labels, self.k)
+        model.train(was_training)
+        return score
+
+
+def _training_data(cfg, model, corpus, split, device, log):
+    """(dataset, inputs-are-features) for the training set: cached views, raw features, or online views."""
+    train_idx = split["train"]
+    if corpus.kind == "features":
+        feats = np.stack([corpus.load(int(i)) for i in train_idx])
+        return CachedViews(np.stack([feats, feats], 1), cfg.train.seed), True
+    if cfg.data.cache_views:
+        views = backbone_features(model, corpus, train_idx, cache_dir(cfg), cfg.data.image_size,
+                                  views=cfg.data.cache_views, seed=cfg.train.seed, device=str(device), log=log)
+        keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
+        return CachedViews(views[keep], cfg.train.seed), True
+    two = TwoViews(train_view(cfg.data.image_size, model.mean, model.std))
+    return ItemDataset(corpus, train_idx, two), False
+
+
+def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) -> FitResult:
+    """Train NSH as configured. `tracker` (nsh.tracking.RunLogger) receives epoch metrics on rank 0."""
+    session = session or LocalSession(cfg.output_dir, log)
+    device = session.device()
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    corpus, split = load_data(cfg)
+    model = ckpt_io.build_model(cfg, feature_dim=corpus.feature_dim).to(device)
+    dataset, is_feature = _training_data(cfg, model, corpus, split, device, log)
+    evaluator = Evaluator(cfg, model, corpus, split, device, log)
+    torch.manual_seed(cfg.train.seed + session.rank)
+    sampler = DistributedSampler(dataset, session.world_size, session.rank, seed=cfg.train.seed) \
+        if session.world_size > 1 else None
+    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
+                        drop_last=True, num_workers=cfg.data.loader_workers, collate_fn=collate_skip_bad,
+                        persistent_workers=cfg.data.loader_workers > 0)
+    if len(loader) == 0:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training set per worker "
+                         f"({len(dataset) // session.world_size}); lower it")
+    loss_fn = build_loss(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    steps = cfg.train.epochs * len(loader)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+
+    result, start_epoch = FitResult(), 0
+    resume = session.latest_checkpoint()
+    if resume is not None or cfg.train.resume_from:
+        state = ckpt_io.load(resume or cfg.train.resume_from)
+        ckpt_io.restore_model(model, state["model"], str(resume or cfg.train.resume_from))
+        if resume is not None:  # the same run continuing: optimiser, schedule and history too
+            opt.load_state_dict(state["optimizer"])
+            start_epoch = int(state["epoch"]) + 1
+            result.history = list(state["history"])
+            for _ in range(start_epoch * len(loader)):
+                sched.step()
+            best = max(result.history, key=lambda h: h["val_map"], default=None)
+            if best:
+                result.best_val_map, result.best_epoch = best["val_map"], int(best["epoch"])
+            log(f"resuming from {resume} at epoch {start_epoch}")
+        else:
+            log(f"fine-tuning from {cfg.train.resume_from}")
+    ddp = session.wrap(model)
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        t0, losses, seen = time.time(), [], 0
+        for step, batch in enumerate(loader):
+            x1, x2 = batch["x"]
+            x = torch.cat([x1, x2]).to(device, non_blocking=True)
+            codes, z = ddp(x, is_feature=is_feature)
+            n = len(x1)
+            c1, c2, z1, z2 = codes[:n], codes[n:], z[:n], z[n:]
+            extra = {}
+            if cfg.loss.global_batch and session.world_size > 1:
+                extra = dict(cand_codes_1=session.gather(c1), cand_z_1=session.gather(z1),
+                             cand_codes_2=session.gather(c2), cand_z_2=session.gather(z2),
+                             own_index=session.rank * n + torch.arange(n, device=device))
+            loss = loss_fn(c1, z1, c2, z2, **extra)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            seen += n
+            if session.rank == 0 and (step + 1) % cfg.train.log_every == 0:
+                log(f"epoch {epoch + 1}/{cfg.train.epochs} step {step + 1}/{len(loader)} "
+                    f"loss {np.mean(losses[-cfg.train.log_every:]):.4f} ({seen / (time.time() - t0):.0f} items/s)")
+        val = evaluator(model)
+        metrics = {"epoch": epoch, "loss": float(np.mean(losses)), "val_map": val,
+                   "epoch_seconds": time.time() - t0}
+        result.history.append(metrics)
+        if val > result.best_val_map:
+            result.best_val_map, result.best_epoch = val, epoch
+        metrics["best_val_map"] = result.best_val_map
+        if session.rank == 0:
+            log(f"epoch {epoch + 1}/{cfg.train.epochs}: loss {metrics['loss']:.4f}, "
+                f"val mAP@{evaluator.k} {val:.4f} (best {result.best_val_map:.4f}), {metrics['epoch_seconds']:.1f}s")
+            if tracker is not None:
+                tracker.log_epoch(epoch, {"loss": metrics["loss"], "val_map": val})
+        with tempfile.TemporaryDirectory() as tmp:
+            written = None
+            if session.rank == 0:
+                ckpt_io.save(tmp, model, cfg, epoch, metrics, opt, result.history)
+                written = Path(tmp)
+            session.report(metrics, written)
+    return result
