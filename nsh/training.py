@@ -159,6 +159,19 @@ def _training_data(cfg, model, corpus, split, device, log):
     return ItemDataset(corpus, train_idx, two), False
 
 
+def prepare(cfg: Config, log=print) -> None:
+    """Build the split and every feature cache that fit() will read, so that parallel workers only read them."""
+    corpus, split = load_data(cfg)
+    model = ckpt_io.build_model(cfg, feature_dim=corpus.feature_dim)
+    _training_data(cfg, model, corpus, split, "cpu", log)
+    Evaluator(cfg, model, corpus, split, "cpu", log)
+
+
+def best_checkpoint(history: list[dict]) -> int:
+    """The epoch to keep: highest validation mAP, earliest on ties."""
+    return max(history, key=lambda h: (h["val_map"], -h["epoch"]))["epoch"]
+
+
 def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) -> FitResult:
     """Train NSH as configured. `tracker` (nsh.tracking.RunLogger) receives epoch metrics on rank 0."""
     session = session or LocalSession(cfg.output_dir, log)

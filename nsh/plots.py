@@ -1,0 +1,74 @@
+"""Pictures worth looking at: precision-recall curves and retrieval grids (PNG, headless)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> Path:
+    """curves: label -> (precision, recall) by Hamming radius."""
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    for label, (precision, recall) in curves.items():
+        ok = ~np.isnan(precision)
+        ax.plot(recall[ok], precision[ok], marker=".", label=label)
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def retrieval_grid(queries: Sequence[int], hits: np.ndarray, correct: np.ndarray, load: Callable[[int], object],
+                   path: str | Path, title: str = "") -> Path:
+    """One row per query: the query image, then its top hits; wrong hits framed in red, right ones in green.
+
+    queries: corpus indices of the queries; hits: (len(queries), k) corpus indices; correct: same shape, bool;
+    load: corpus index -> PIL image.
+    """
+    rows, k = hits.shape
+    fig, axes = plt.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.15 * rows), dpi=110, squeeze=False)
+    for r in range(rows):
+        cells = [(queries[r], None)] + [(hits[r, j], bool(correct[r, j])) for j in range(k)]
+        for c, (idx, ok) in enumerate(cells):
+            ax = axes[r, c]
+            ax.imshow(np.asarray(load(int(idx))))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            color = "black" if ok is None else ("tab:green" if ok else "tab:red")
+            for s in ax.spines.values():
+                s.set_edgecolor(color)
+                s.set_linewidth(1.0 if ok is None else 3.0)
+            if ok is False:
+                ax.text(0.5, 0.5, "x", color="red", fontsize=14, ha="center", va="center", transform=ax.transAxes)
+    axes[0, 0].set_title("query", fontsize=8)
+    for c in range(1, k + 1):
+        axes[0, c].set_title(f"#{c}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def heatmap(x: np.ndarray, y: np.ndarray, value: np.ndarray, path: str | Path, xlabel: str, ylabel: str,
+            title: str) -> Path:
+    """Scatter of trials over a 2-D hyperparameter plane, coloured and labelled by value."""
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    sc = ax.scatter(x, y, c=value, cmap="viridis", s=120, edgecolors="black")
+    for xi, yi, v in zip(x, y, value):
+        ax.annotate(f"{v:.3f}", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.colorbar(sc, ax=ax, label="validation mAP")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,164 @@
+"""MLflow helpers: where runs go, idempotent epoch logging, the pyfunc encoder, and the champion rule.
+
+Default store: a sqlite database in the working directory (mlflow.db) with artifacts beside it
+(mlartifacts/); `MLFLOW_TRACKING_URI` or mlflow.tracking_uri in the config override it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import yaml
+from mlflow.tracking import MlflowClient
+
+from nsh.config import Config
+
+CHAMPION = "champion"
+SECRET_WORDS = ("token", "password", "secret", "key", "credential")
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def setup(cfg: Config) -> tuple[MlflowClient, str]:
+    """Point MLflow at the configured store; return a client and the experiment id."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = tracking_uri(cfg.mlflow.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None:
+        location = (Path.cwd() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        try:
+            exp_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+        except mlflow.exceptions.MlflowException:  # created concurrently by another process
+            exp_id = client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id
+    else:
+        exp_id = exp.experiment_id
+    return client, exp_id
+
+
+def safe_params(cfg: Config) -> dict[str, str]:
+    """The whole config as params, with anything that looks like a credential masked."""
+    out = {}
+    for k, v in cfg.flat().items():
+        hidden = any(w in k.lower().rsplit(".", 1)[-1] for w in SECRET_WORDS) and v not in (None, "")
+        out[k] = "***" if hidden else str(v)[:500]
+    if cfg.mlflow.tracking_uri and "@" in cfg.mlflow.tracking_uri:  # user:password@host
+        out["mlflow.tracking_uri"] = "***"
+    return out
+
+
+def start_run(cfg: Config, run_name: str | None = None, parent_run_id: str | None = None, tags=None) -> str:
+    client, exp_id = setup(cfg)
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(exp_id, run_name=run_name or cfg.name, tags=all_tags)
+    client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in safe_params(cfg).items()])
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "config.yaml"
+        p.write_text(yaml.safe_dump(cfg.dump(), sort_keys=False))
+        client.log_artifact(run.info.run_id, str(p))
+    return run.info.run_id
+
+
+class RunLogger:
+    """Logs one run's per-epoch metrics; an epoch already logged (a restarted worker) is not logged twice."""
+
+    def __init__(self, run_id: str, uri: str):
+        self.run_id, self.client = run_id, MlflowClient(uri)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_map")}
+        if epoch in logged:
+            return
+        # val_map last: its presence is what marks the epoch as logged.
+        for name in sorted(metrics, key=lambda n: n == "val_map"):
+            self.client.log_metric(self.run_id, name, float(metrics[name]), step=epoch)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.client.log_metric(self.run_id, name, float(value))
+
+
+class HasherModel(mlflow.pyfunc.PythonModel):
+    """pyfunc: images (n, H, W, 3) uint8 or feature vectors (n, D) float32 in, packed uint8 codes out."""
+
+    def load_context(self, context):
+        from nsh.checkpoint import load_model
+
+        self.model, self.config, _ = load_model(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None):
+        import torch
+
+        from nsh.codes import pack
+        from nsh.data import eval_view
+
+        x = np.asarray(model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input)
+        with torch.no_grad():
+            if self.model.backbone_name == "features":
+                codes = self.model.encode(torch.as_tensor(x, dtype=torch.float32), is_feature=True)
+            else:
+                from PIL import Image
+
+                t = eval_view(self.config.data.image_size, self.model.mean, self.model.std)
+                batch = torch.stack([t(Image.fromarray(np.asarray(im, dtype=np.uint8)).convert("RGB")) for im in x])
+                codes = self.model.encode(batch)
+        return pack(codes)
+
+
+def log_model(run_id: str, checkpoint_path: str | Path, cfg: Config, example: np.ndarray) -> str:
+    """Log the checkpoint as a pyfunc model in the run; returns its model URI."""
+    from mlflow.models import infer_signature
+
+    model = HasherModel()
+    model.load_context(type("Ctx", (), {"artifacts": {"checkpoint": str(checkpoint_path)}})())
+    signature = infer_signature(example, model.predict(None, example))
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=model, artifacts={"checkpoint": str(checkpoint_path)},
+                                       signature=signature, code_paths=[str(Path(__file__).parent)])
+    return info.model_uri
+
+
+def register(client: MlflowClient, model_uri: str, name: str, run_id: str, val_map: float, cfg: Config) -> tuple[int, bool]:
+    """Register a version; move the champion alias to it only if its validation mAP beats the champion's.
+
+    Returns (version, became_champion).
+    """
+    version = mlflow.register_model(model_uri, name, tags={
+        "val_map": f"{val_map:.6f}", "nbits": str(cfg.model.nbits), "backbone": cfg.model.backbone,
+        "sorter": cfg.loss.sorter if cfg.loss.name == "sorted_nce" else cfg.loss.name, "run_id": run_id})
+    v = int(version.version)
+    try:
+        champ = client.get_model_version_by_alias(name, CHAMPION)
+        champ_map = float(champ.tags.get("val_map", "-1"))
+    except mlflow.exceptions.MlflowException:
+        champ_map = -1.0
+    promoted = val_map > champ_map
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, v)
+    return v, promoted
+
+
+def resolve_model(uri: str) -> Path:
+    """A checkpoint path for `uri`: a file or folder, or an MLflow model URI (models:/nsh@champion, runs:/...)."""
+    p = Path(uri)
+    if p.exists():
+        return p
+    if ":" not in uri:
+        raise FileNotFoundError(f"model {uri!r} is neither a checkpoint path nor an MLflow URI (models:/nsh@champion)")
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri.rstrip("/"))
+    except mlflow.exceptions.MlflowException as err:
+        raise FileNotFoundError(f"MLflow model {uri!r} not found in {mlflow.get_tracking_uri()} ({err.message}); "
+                                "list versions with `mlflow models` or train one first") from None
+    found = sorted(Path(local).rglob("checkpoint.pt"))
+    if not found:
+        raise FileNotFoundError(f"MLflow model {uri!r} holds no nsh checkpoint")
+    return found[0]

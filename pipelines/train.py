@@ -1,0 +1,89 @@
+"""Train NSH with Ray Train, log it to MLflow, and register the best model.
+
+    python pipelines/train.py --config conf/cifar10_quick.yaml [key=value ...]
+    ray job submit --working-dir . -- python pipelines/train.py --config conf/cifar10_quick.yaml
+
+Each epoch writes a checkpoint; a crashed worker restarts from the last one (train.max_failures). Rerunning
+the same command with the same `name` continues that run from its latest checkpoint (raise train.epochs to
+train longer); train.resume_from=<checkpoint> fine-tunes from another run's weights. The model kept is the
+epoch with the best validation mAP (validation split only; the test queries are never looked at).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines import ray_runtime  # noqa: E402
+from nsh import tracking  # noqa: E402
+from nsh.checkpoint import CHECKPOINT_FILE, load_model  # noqa: E402
+from nsh.config import Config, load_config  # noqa: E402
+from nsh.training import load_data  # noqa: E402
+
+log = ray_runtime.log
+
+
+def example_input(cfg: Config, checkpoint: Path):
+    """A real two-item input for the model signature: images (uint8 HxWx3) or feature rows."""
+    import numpy as np
+
+    corpus, split = load_data(cfg)
+    items = [corpus.load(int(i)) for i in split["val_query"][:2]]
+    if corpus.kind == "features":
+        return np.stack(items).astype(np.float32)
+    return np.stack([np.asarray(im.resize((cfg.data.image_size,) * 2)) for im in items]).astype(np.uint8)
+
+
+def find_run(cfg: Config) -> str | None:
+    """The MLflow run of an earlier attempt at this output_dir, so a rerun continues it instead of forking."""
+    marker = Path(cfg.output_dir) / "mlflow_run_id"
+    return marker.read_text().strip() if marker.is_file() else None
+
+
+def main(argv=None) -> dict:
+    args = ray_runtime.script_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    uri = tracking.tracking_uri(cfg.mlflow.tracking_uri)
+    client, _ = tracking.setup(cfg)
+    run_id = find_run(cfg) or tracking.start_run(cfg)
+    (out / "mlflow_run_id").write_text(run_id)
+    log(f"MLflow run {run_id} in {uri}")
+
+    ray_runtime.connect(cfg)
+    log("preparing data and feature caches")
+    ray_runtime.prepare(cfg)
+    result = ray_runtime.train(cfg, run_id, uri)
+    if result.error:
+        raise result.error
+
+    scored = [(m.get("val_map", -1), c) for c, m in result.best_checkpoints]
+    val_map, best = max(scored, key=lambda t: t[0])
+    best_dir = out / "best"
+    best_dir.mkdir(exist_ok=True)
+    with best.as_directory() as d:
+        shutil.copy(Path(d) / CHECKPOINT_FILE, best_dir / CHECKPOINT_FILE)
+    _, _, ckpt = load_model(best_dir)
+    logger = tracking.RunLogger(run_id, uri)
+    logger.log_metrics({"best_val_map": val_map, "best_epoch": ckpt["epoch"]})
+
+    summary = {"run_id": run_id, "tracking_uri": uri, "best_val_map": val_map, "best_epoch": int(ckpt["epoch"]),
+               "checkpoint": str(best_dir / CHECKPOINT_FILE), "history": ckpt["history"]}
+    if cfg.mlflow.register_best:
+        model_uri = tracking.log_model(run_id, best_dir / CHECKPOINT_FILE, cfg, example_input(cfg, best_dir))
+        version, promoted = tracking.register(client, model_uri, cfg.mlflow.registered_model, run_id, val_map, cfg)
+        summary.update(model_uri=f"models:/{cfg.mlflow.registered_model}/{version}", champion=promoted)
+        log(f"registered {cfg.mlflow.registered_model} version {version}"
+            f"{' as champion' if promoted else ' (champion unchanged: its validation mAP is higher)'}")
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    log(f"best validation mAP@{cfg.train.val_k} {val_map:.4f} at epoch {ckpt['epoch'] + 1}; "
+        f"checkpoint {best_dir / CHECKPOINT_FILE}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
