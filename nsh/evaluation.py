@@ -11,6 +11,8 @@ from nsh.codes_io import CodeTable, read_codes
 from nsh.metrics import evaluate, relevance
 from nsh.search import HammingIndex
 
+METRIC_PREFIXES = ("map_at_", "precision_h")
+
 
 def evaluate_tables(query: CodeTable, database: CodeTable, k: int):
     if query.labels is None or database.labels is None:
@@ -52,7 +54,7 @@ def _grid(q: CodeTable, db: CodeTable, corpus, path: Path, n: int, k: int) -> Pa
 
 
 def format_table(result: dict) -> str:
-    keys = [k for k in result if k.startswith(("map@", "p@h"))]
+    keys = [k for k in result if k.startswith(METRIC_PREFIXES)]
     width = max(len(k) for k in keys)
     lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
     lines += [f"{k.ljust(width)}  {result[k]:.4f}" for k in keys]

@@ -36,9 +36,9 @@ class RetrievalMetrics:
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         return {
-            f"{prefix}map@{self.k}": self.map_at_k,
-            f"{prefix}map@{self.k}_tie_aware": self.tie_aware_map_at_k,
-            f"{prefix}p@h<=2": self.precision_at_radius2,
+            f"{prefix}map_at_{self.k}": self.map_at_k,
+            f"{prefix}map_at_{self.k}_tie_aware": self.tie_aware_map_at_k,
+            f"{prefix}precision_h2": self.precision_at_radius2,
         }
 
 

@@ -32,7 +32,8 @@ def setup(cfg: Config) -> tuple[MlflowClient, str]:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
-        location = (Path.cwd() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        # Artifacts beside the sqlite file, so one folder holds the whole store.
+        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
         try:
             exp_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
         except mlflow.exceptions.MlflowException:  # created concurrently by another process

@@ -52,21 +52,38 @@ class Session:
 
 
 class LocalSession(Session):
-    """Checkpoints in <output_dir>/checkpoints/epoch_NNN; the newest one is where a rerun resumes."""
+    """Checkpoints in <output_dir>/checkpoints/epoch_NNN. The newest is where a rerun resumes; it and the
+    best by validation mAP are kept, older ones are deleted."""
 
     def __init__(self, output_dir: str | Path, log=print):
         self.root = Path(output_dir) / "checkpoints"
         self.log = log
 
+    def _done(self) -> list[Path]:
+        return sorted(p.parent for p in self.root.glob(f"epoch_*/{ckpt_io.CHECKPOINT_FILE}"))
+
     def latest_checkpoint(self) -> Path | None:
-        done = sorted(self.root.glob(f"epoch_*/{ckpt_io.CHECKPOINT_FILE}"))
-        return done[-1].parent if done else None
+        done = self._done()
+        return done[-1] if done else None
+
+    def best_checkpoint(self) -> Path | None:
+        done = self._done()
+        if not done:
+            return None
+        history = ckpt_io.load(done[-1])["history"]
+        return self.root / f"epoch_{best_checkpoint(history):03d}"
 
     def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
-        if checkpoint_dir is not None:
-            dest = self.root / f"epoch_{int(metrics['epoch']):03d}"
-            dest.mkdir(parents=True, exist_ok=True)
-            (Path(checkpoint_dir) / ckpt_io.CHECKPOINT_FILE).replace(dest / ckpt_io.CHECKPOINT_FILE)
+        if checkpoint_dir is None:
+            return
+        dest = self.root / f"epoch_{int(metrics['epoch']):03d}"
+        dest.mkdir(parents=True, exist_ok=True)
+        (Path(checkpoint_dir) / ckpt_io.CHECKPOINT_FILE).replace(dest / ckpt_io.CHECKPOINT_FILE)
+        keep = {dest, self.best_checkpoint()}
+        for old in self._done():
+            if old not in keep:
+                (old / ckpt_io.CHECKPOINT_FILE).unlink()
+                old.rmdir()
 
 
 @dataclass
@@ -176,6 +193,9 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
     """Train NSH as configured. `tracker` (nsh.tracking.RunLogger) receives epoch metrics on rank 0."""
     session = session or LocalSession(cfg.output_dir, log)
     device = session.device()
+    if device.type == "cuda":  # TF32 matmuls: float32 accuracy is not needed for codes
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     corpus, split = load_data(cfg)

@@ -121,15 +121,20 @@ def train(cfg: Config, run_id: str | None, uri: str):
 
 
 @ray.remote
-def _prepare_remote(config: dict) -> None:
+def _prepare_remote(config: dict, threads: int) -> None:
     from nsh.training import prepare
 
+    torch.set_num_threads(threads)
     prepare(from_dict(config), log=log)
 
 
 def prepare(cfg: Config) -> None:
-    """Compute the cached backbone features once, on the cluster, before any worker needs them."""
-    ray.get(_prepare_remote.options(num_cpus=1).remote(cfg.dump()))
+    """Compute the cached backbone features once, on the cluster, before any worker needs them.
+
+    One task with every free CPU of a node: a frozen backbone's forward passes are the expensive part.
+    """
+    threads = max(1, min(int(ray.available_resources().get("CPU", 1)), os.cpu_count() or 1))
+    ray.get(_prepare_remote.options(num_cpus=threads).remote(cfg.dump(), threads))
 
 
 class _EncodeActor:
@@ -155,7 +160,7 @@ def encode(shards, checkpoint, spec, model_uri, indices, out_dir, cfg: Config) -
     gpus = 1 if torch.cuda.is_available() and ray.cluster_resources().get("GPU", 0) > 0 else 0
     ds = ray.data.from_items([asdict(s) for s in shards], override_num_blocks=len(shards))
     ds = ds.map_batches(
-        _EncodeActor, batch_size=1, concurrency=cfg.encode.concurrency, num_gpus=gpus,
+        _EncodeActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=cfg.encode.concurrency), num_gpus=gpus,
         fn_constructor_kwargs=dict(checkpoint=str(checkpoint), spec=spec, model_uri=model_uri,
                                    batch_size=cfg.encode.batch_size, loader_workers=cfg.data.loader_workers,
                                    indices=indices, out_dir=str(out_dir)))

@@ -56,10 +56,14 @@ def main(argv=None) -> dict:
 
     ray_runtime.connect(cfg)
     log("preparing data and feature caches")
-    ray_runtime.prepare(cfg)
-    result = ray_runtime.train(cfg, run_id, uri)
-    if result.error:
-        raise result.error
+    try:
+        ray_runtime.prepare(cfg)
+        result = ray_runtime.train(cfg, run_id, uri)
+        if result.error:
+            raise result.error
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
 
     scored = [(m.get("val_map", -1), c) for c, m in result.best_checkpoints]
     val_map, best = max(scored, key=lambda t: t[0])
@@ -79,6 +83,7 @@ def main(argv=None) -> dict:
         summary.update(model_uri=f"models:/{cfg.mlflow.registered_model}/{version}", champion=promoted)
         log(f"registered {cfg.mlflow.registered_model} version {version}"
             f"{' as champion' if promoted else ' (champion unchanged: its validation mAP is higher)'}")
+    client.set_terminated(run_id, "FINISHED")
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     log(f"best validation mAP@{cfg.train.val_k} {val_map:.4f} at epoch {ckpt['epoch'] + 1}; "
         f"checkpoint {best_dir / CHECKPOINT_FILE}")

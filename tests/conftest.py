@@ -23,3 +23,63 @@ def cifar_root() -> Path:
     from nsh.data.sources import find_cifar10_folder
 
     return find_cifar10_folder(None)
+
+
+@pytest.fixture
+def image_folder(tmp_path, cifar_root) -> Path:
+    """A small real image folder (3 classes x 12 CIFAR-10 images) plus the awkward files users have:
+    a grey PNG and an RGBA PNG (to be converted), a corrupt JPEG, a truncated JPEG and a zero-byte file."""
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for c in ("airplane", "cat", "ship"):
+        (root / c).mkdir(parents=True)
+        for f in sorted((cifar_root / "train" / c).iterdir())[:12]:
+            shutil.copy(f, root / c / f.name)
+    Image.open(cifar_root / "train" / "cat" / "0100.jpg").convert("L").save(root / "cat" / "grey.png")
+    Image.open(cifar_root / "train" / "ship" / "0100.jpg").convert("RGBA").save(root / "ship" / "rgba.png")
+    (root / "cat" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg at all" * 10)
+    good = (cifar_root / "train" / "airplane" / "0100.jpg").read_bytes()
+    (root / "airplane" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (root / "ship" / "empty.jpg").write_bytes(b"")
+    return root
+
+
+BAD_FILES = {"cat/corrupt.jpg", "airplane/truncated.jpg", "ship/empty.jpg"}
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory):
+    """One tiny model trained once (2 epochs, 16 bits) for the encoding and tracking tests."""
+    from nsh.config import load_config
+    from nsh.training import LocalSession, fit
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    cfg = load_config(REPO / "conf" / "test_tiny.yaml", [f"output_dir={root}/run", f"data.split_file={root}/split.json"])
+    fit(cfg, log=lambda *_: None)
+    return cfg, LocalSession(cfg.output_dir).latest_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """One real Ray head for the whole session, on 127.0.0.1, with its job server; stopped at the end."""
+    import shutil
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    ray = shutil.which("ray", path=env["PATH"])
+    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+    subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+                    "--num-cpus=2", "--disable-usage-stats", "--include-dashboard=true"],
+                   env=env, check=True, capture_output=True)
+    os.environ.update(RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    yield {"address": "127.0.0.1:6379", "dashboard": "http://127.0.0.1:8265", "env": env, "ray": ray}
+    import ray as ray_mod
+
+    ray_mod.shutdown()
+    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)

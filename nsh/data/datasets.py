@@ -1,0 +1,55 @@
+"""torch Datasets over a Corpus: items (image or feature) with their corpus index.
+
+A broken item is not fatal: `ItemDataset` yields None for it and `collate_skip_bad` drops it from the batch,
+recording why, so one corrupt file costs one item, not the job.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from nsh.data.sources import BadItemError, Corpus
+
+
+class ItemDataset(Dataset):
+    def __init__(self, corpus: Corpus, indices: np.ndarray, transform=None):
+        self.corpus, self.indices, self.transform = corpus, np.asarray(indices), transform
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        idx = int(self.indices[i])
+        try:
+            item = self.corpus.load(idx)
+        except BadItemError as err:
+            return {"bad": str(err), "index": idx}
+        if self.corpus.kind == "features":
+            x = torch.from_numpy(np.asarray(item, dtype=np.float32))
+        else:
+            x = self.transform(item)
+        return {"x": x, "index": idx}
+
+
+class CachedViews(Dataset):
+    """Two different cached augmented views of each item, drawn at random each time: (n, K, D) features."""
+
+    def __init__(self, views: np.ndarray, seed: int = 0):
+        if views.shape[1] < 2:
+            raise ValueError("data.cache_views must be at least 2 to draw two different views")
+        self.views, self.rng = torch.from_numpy(views), np.random.default_rng(seed)
+
+    def __len__(self):
+        return len(self.views)
+
+    def __getitem__(self, i):
+        a, b = self.rng.choice(self.views.shape[1], 2, replace=False)
+        return {"x": (self.views[i, a].float(), self.views[i, b].float()), "index": i}
+
+
+def collate_skip_bad(batch):
+    good = [b for b in batch if "bad" not in b]
+    out = default_collate(good) if good else {"x": None, "index": torch.empty(0, dtype=torch.long)}
+    out["bad"] = [(b["index"], b["bad"]) for b in batch if "bad" in b]
+    return out

@@ -1,0 +1,43 @@
+"""Configs: typed, validated on load, unknown keys rejected with a suggestion, overrides checked the same way."""
+import pytest
+
+from nsh.config import ConfigError, load_config
+
+from conftest import REPO
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "conf").glob("*.yaml") if p.name != "ray_cluster.yaml"))
+def test_every_shipped_config_loads(name):
+    load_config(REPO / "conf" / name)
+
+
+def test_overrides_are_parsed_as_yaml_and_applied():
+    cfg = load_config(REPO / "conf" / "cifar10_quick.yaml", ["loss.tau=0.2", "model.nbits=64", "encode.splits=[query]"])
+    assert (cfg.loss.tau, cfg.model.nbits, cfg.encode.splits) == (0.2, 64, ["query"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("loss.tauu=1", "unknown config key 'loss.tauu'; did you mean 'loss.tau'?"),
+    ("lose.tau=1", "unknown config key 'lose'; did you mean 'loss'?"),
+    ("loss.tau=-0.1", "loss.tau: Input should be greater than 0"),
+    ("model.nbits=12", "model.nbits=12 is not a positive multiple of 8"),
+    ("loss.m=256", "loss.m=256 must be smaller than train.batch_size=256"),
+    ("loss.sorter=bubble", "loss.sorter: Input should be 'softsort' or 'torchsort'"),
+    ("tau", "override 'tau' is not key=value"),
+])
+def test_bad_configs_fail_with_a_message_that_names_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(REPO / "conf" / "cifar10_quick.yaml", [override])
+    assert message in str(err.value)
+
+
+def test_unknown_key_in_a_yaml_file_is_rejected(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'train.epochz'; did you mean 'train.epochs'"):
+        load_config(p)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")

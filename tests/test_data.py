@@ -1,0 +1,83 @@
+"""Data: real corpora, saved protocol splits, and bad items reported by name while the rest loads."""
+import json
+
+import numpy as np
+import pytest
+
+from nsh.data import BadItemError, DatasetNotFoundError, build_corpus, load_or_make_split, make_split
+from nsh.data.sources import feature_file, image_folder, list_file
+
+from conftest import BAD_FILES
+
+
+def test_cifar10_protocol_split_has_the_published_sizes_and_is_disjoint(cifar_root):
+    corpus = build_corpus("cifar10", str(cifar_root))
+    split = make_split(corpus, 0, 100, 500, 100, 500)
+    assert {k: len(v) for k, v in split.items()} == {"query": 1000, "train": 5000, "database": 54000,
+                                                     "val_query": 1000, "val_db": 5000}
+    assert corpus.is_test[split["query"]].all()  # queries come from the official test split
+    assert not set(split["query"]) & set(split["train"]) and not set(split["query"]) & set(split["database"])
+    assert set(split["val_query"]) | set(split["val_db"]) <= set(split["database"])
+    assert np.bincount(corpus.labels[split["query"]]).tolist() == [100] * 10
+
+
+def test_split_is_saved_and_reused_by_ids(tmp_path, cifar_root):
+    corpus = build_corpus("cifar10", str(cifar_root))
+    counts = dict(query_per_class=2, train_per_class=3, val_query_per_class=1, val_db_per_class=2)
+    first = load_or_make_split(corpus, tmp_path / "s.json", seed=5, **counts)
+    again = load_or_make_split(corpus, tmp_path / "s.json", seed=999, **counts)  # the file wins over the seed
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["ids"]["query"] == corpus.ids[first["query"]].tolist()
+    assert not np.array_equal(make_split(corpus, 6, 2, 3, 1, 2)["train"], first["train"])
+
+
+def test_fashion_mnist_reads_debian_idx_files():
+    corpus = build_corpus("fashion_mnist")
+    assert len(corpus) == 70000 and corpus.is_test.sum() == 10000
+    image = corpus.load(0)
+    assert image.size == (28, 28) and image.mode == "RGB"
+
+
+def test_image_folder_converts_grey_and_rgba_and_names_broken_files(image_folder):
+    corpus = image_folder and build_corpus("image_folder", str(image_folder))
+    assert len(corpus) == 36 + 5
+    by_id = {i: n for n, i in enumerate(corpus.ids)}
+    assert corpus.load(by_id["cat/grey.png"]).mode == "RGB"
+    assert corpus.load(by_id["ship/rgba.png"]).mode == "RGB"
+    for bad in BAD_FILES:
+        with pytest.raises(BadItemError, match=bad.replace(".", r"\.")):
+            corpus.load(by_id[bad])
+    with pytest.raises(BadItemError, match="0 bytes"):
+        corpus.load(by_id["ship/empty.jpg"])
+
+
+def test_list_file_reads_multi_hot_labels_and_reports_wrong_width_and_missing_files(tmp_path, image_folder):
+    good = tmp_path / "list.txt"
+    good.write_text(f"{image_folder}/cat/grey.png 0 1 1\n{image_folder}/ship/rgba.png 1 0 0\nmissing.jpg 0 0 1\n")
+    corpus = list_file(good, root="/")
+    assert corpus.labels.tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 1]]
+    with pytest.raises(BadItemError, match="missing.jpg: file not found"):
+        corpus.load(2)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a.jpg 0 1 1\nb.jpg 1 0\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: b.jpg has 2 labels but the file has 3 classes"):
+        list_file(bad)
+
+
+def test_feature_file_flags_nan_and_inf_rows(tmp_path):
+    feats = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    feats[1, 2], feats[3, 0] = np.nan, np.inf
+    np.savez(tmp_path / "f.npz", features=feats, labels=np.arange(5))
+    corpus = feature_file(tmp_path / "f.npz")
+    assert corpus.feature_dim == 4 and np.array_equal(corpus.load(0), feats[0])
+    for row in (1, 3):
+        with pytest.raises(BadItemError, match="NaN or Inf"):
+            corpus.load(row)
+
+
+def test_missing_datasets_say_how_to_get_them(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        build_corpus("fashion_mnist", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        image_folder(tmp_path / "nowhere")

@@ -1,0 +1,74 @@
+"""fit(): the loss falls on real images; checkpoints resume exactly; bad resumes are refused clearly."""
+import numpy as np
+import pytest
+import torch
+
+from nsh import checkpoint as ckpt_io
+from nsh.config import load_config
+from nsh.training import LocalSession, best_checkpoint, fit
+
+from conftest import REPO
+
+
+def tiny(tmp_path, *overrides):
+    return load_config(REPO / "conf" / "test_tiny.yaml",
+                       [f"output_dir={tmp_path}/run", f"data.split_file={tmp_path}/split.json", *overrides])
+
+
+@pytest.mark.parametrize("sorter", ["softsort", "torchsort"])
+def test_loss_falls_on_real_cifar10_features(tmp_path, sorter):
+    cfg = tiny(tmp_path, "train.epochs=6", f"loss.sorter={sorter}", "train.lr=0.003")
+    history = fit(cfg, log=lambda *_: None).history
+    assert history[-1]["loss"] < history[0]["loss"] - 0.1
+    assert all(0 <= h["val_map"] <= 1 for h in history)
+
+
+def test_online_augmentation_trains_a_fine_tuned_backbone_on_real_images(tmp_path):
+    cfg = tiny(tmp_path, "data.cache_views=0", "model.freeze_backbone=false", "train.epochs=2", "train.batch_size=16",
+               "data.train_per_class=8", "data.image_size=32")
+    before = {k: v.clone() for k, v in ckpt_io.build_model(cfg).backbone.state_dict().items()}
+    fit(cfg, log=lambda *_: None)
+    _, _, saved = ckpt_io.load_model(LocalSession(cfg.output_dir).latest_checkpoint())
+    changed = [k for k, v in saved["model"].items() if k.startswith("backbone.") and v.dtype.is_floating_point
+               and not torch.equal(v, before[k[len("backbone."):]])]
+    assert changed, "fine-tuning must update backbone weights"
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint_to_the_same_result(tmp_path):
+    full = fit(tiny(tmp_path / "a", "train.epochs=4"), log=lambda *_: None)
+    fit(tiny(tmp_path / "b", "train.epochs=2"), log=lambda *_: None)  # "crash" after epoch 2
+    lines = []
+    resumed = fit(tiny(tmp_path / "b", "train.epochs=4"), log=lines.append)
+    assert any("resuming" in l and "epoch 2" in l for l in lines)
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
+    np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history], rtol=1e-4)
+
+
+def test_fine_tuning_starts_from_another_runs_weights(tmp_path):
+    first = tiny(tmp_path / "a")
+    fit(first, log=lambda *_: None)
+    ckpt = LocalSession(first.output_dir).latest_checkpoint()
+    lines = []
+    fit(tiny(tmp_path / "b", f"train.resume_from={ckpt}", "train.epochs=1"), log=lines.append)
+    assert any("fine-tuning from" in l for l in lines)
+
+
+def test_checkpoint_of_another_code_length_is_refused_with_the_fix(tmp_path):
+    first = tiny(tmp_path / "a")
+    fit(first, log=lambda *_: None)
+    ckpt = LocalSession(first.output_dir).latest_checkpoint()
+    with pytest.raises(ckpt_io.CheckpointError, match="holds 16-bit codes but the model is configured for 32 bits"):
+        fit(tiny(tmp_path / "b", f"train.resume_from={ckpt}", "model.nbits=32"), log=lambda *_: None)
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    cfg = tiny(tmp_path, "train.epochs=1")
+    fit(cfg, log=lambda *_: None)
+    path = LocalSession(cfg.output_dir).latest_checkpoint() / ckpt_io.CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)  # raises on anything but tensors and primitives
+    assert state["config"]["model"]["nbits"] == 16 and not any(k.startswith("backbone.") for k in state["model"])
+
+
+def test_model_selection_keeps_the_best_validation_epoch():
+    history = [{"epoch": 0, "val_map": 0.2}, {"epoch": 1, "val_map": 0.4}, {"epoch": 2, "val_map": 0.4}]
+    assert best_checkpoint(history) == 1
