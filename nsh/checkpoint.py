@@ -28,12 +28,14 @@ def model_state(model: Hasher) -> dict:
 
 
 def save(directory: str | Path, model: Hasher, config: Config, epoch: int, metrics: dict,
-         optimizer: torch.optim.Optimizer | None = None, history: list | None = None) -> Path:
+         optimizer: torch.optim.Optimizer | None = None, history: list | None = None,
+         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "model": model_state(model),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
         "config": config.dump(),
         "metrics": {k: float(v) for k, v in metrics.items()},

@@ -31,6 +31,7 @@ class DataConfig(Section):
                              "image are computed once and the heads train on them (frozen backbone only)")
     split_seed: int = 0
     split_file: str | None = Field(None, description="default: <output_dir>/../splits/<dataset>_seed<seed>.json")
+    cache_dir: str | None = Field(None, description="cached backbone features; default: <output_dir>/../cache")
     query_per_class: int = Field(100, ge=1)
     train_per_class: int = Field(500, ge=1)
     val_query_per_class: int = Field(100, ge=1, description="validation queries, drawn from the database")

@@ -117,7 +117,7 @@ def build_loss(cfg: Config) -> torch.nn.Module:
 
 
 def cache_dir(cfg: Config) -> Path:
-    return Path(cfg.output_dir).parent / "cache"
+    return Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.output_dir).parent / "cache"
 
 
 class Evaluator:
@@ -199,10 +199,15 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     corpus, split = load_data(cfg)
+    if corpus.kind == "features":
+        if cfg.model.feature_dim not in (None, corpus.feature_dim):
+            raise ValueError(f"model.feature_dim={cfg.model.feature_dim} but {cfg.data.root} holds "
+                             f"{corpus.feature_dim}-d features; drop model.feature_dim or fix it")
+        cfg = cfg.model_copy(deep=True)
+        cfg.model.feature_dim = corpus.feature_dim  # saved with every checkpoint, so the model can be rebuilt
     model = ckpt_io.build_model(cfg, feature_dim=corpus.feature_dim).to(device)
     dataset, is_feature = _training_data(cfg, model, corpus, split, device, log)
     evaluator = Evaluator(cfg, model, corpus, split, device, log)
-    torch.manual_seed(cfg.train.seed + session.rank)
     sampler = DistributedSampler(dataset, session.world_size, session.rank, seed=cfg.train.seed) \
         if session.world_size > 1 else None
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -224,10 +229,9 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         ckpt_io.restore_model(model, state["model"], str(resume or cfg.train.resume_from))
         if resume is not None:  # the same run continuing: optimiser, schedule and history too
             opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
             start_epoch = int(state["epoch"]) + 1
             result.history = list(state["history"])
-            for _ in range(start_epoch * len(loader)):
-                sched.step()
             best = max(result.history, key=lambda h: h["val_map"], default=None)
             if best:
                 result.best_val_map, result.best_epoch = best["val_map"], int(best["epoch"])
@@ -237,8 +241,13 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
     ddp = session.wrap(model)
 
     for epoch in range(start_epoch, cfg.train.epochs):
+        # Every epoch draws its randomness from (seed, epoch, rank) alone, so a run resumed at epoch e
+        # repeats exactly what the uninterrupted run did from e on.
+        torch.manual_seed(cfg.train.seed * 100_003 + epoch * 1_009 + session.rank)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if isinstance(dataset, CachedViews):
+            dataset.set_epoch(epoch)
         model.train()
         t0, losses, seen = time.time(), [], 0
         for step, batch in enumerate(loader):
@@ -277,7 +286,7 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         with tempfile.TemporaryDirectory() as tmp:
             written = None
             if session.rank == 0:
-                ckpt_io.save(tmp, model, cfg, epoch, metrics, opt, result.history)
+                ckpt_io.save(tmp, model, cfg, epoch, metrics, opt, result.history, sched)
                 written = Path(tmp)
             session.report(metrics, written)
     return result

@@ -4,6 +4,7 @@ The loops themselves live in nsh/ (no Ray there); this module only adapts them.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -177,3 +178,85 @@ def script_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue an interrupted job where it stopped")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. loss.tau=0.2 model.nbits=64")
     return p.parse_args(argv)
+
+
+def _set(raw: dict, dotted: str, value) -> None:
+    node = raw
+    *path, last = dotted.split(".")
+    for p in path:
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
+def tune_trial(params: dict, base: dict, parent_run_id: str, uri: str) -> None:
+    """One Tune trial: the base config with this trial's values, trained by the same fit() as train.py."""
+    import copy
+
+    from nsh import tracking
+
+    ctx = ray.tune.get_context()
+    raw = copy.deepcopy(base)
+    for key, value in params.items():
+        _set(raw, key, value)
+    raw["output_dir"] = f"{base['output_dir']}/trials/{ctx.get_trial_id()}"
+    raw["name"] = f"{base['name']}-{ctx.get_trial_id()}"
+    cfg = from_dict(raw)
+    torch.set_num_threads(max(1, int(cfg.tune.cpus_per_trial)))
+    marker = Path(cfg.output_dir) / "mlflow_run_id"  # a restored or retried trial keeps its MLflow run
+    if marker.is_file():
+        run_id = marker.read_text().strip()
+    else:
+        run_id = tracking.start_run(cfg, run_name=f"trial {ctx.get_trial_id()}", parent_run_id=parent_run_id,
+                                    tags={"nsh.trial_params": json.dumps(params)})
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(run_id)
+    logger = tracking.RunLogger(run_id, uri)
+    result = fit(cfg, TuneSession(), logger, log=log)
+    logger.log_metrics({"best_val_map": result.best_val_map})
+    logger.client.set_terminated(run_id, "FINISHED")
+
+
+def search_space(space: dict) -> dict:
+    """YAML search space -> Ray Tune: {key: {type: loguniform|uniform|choice|grid, ...}}."""
+    from ray import tune
+
+    kinds = {
+        "loguniform": lambda s: tune.loguniform(s["low"], s["high"]),
+        "uniform": lambda s: tune.uniform(s["low"], s["high"]),
+        "randint": lambda s: tune.randint(s["low"], s["high"]),
+        "choice": lambda s: tune.choice(s["values"]),
+        "grid": lambda s: tune.grid_search(s["values"]),
+    }
+    out = {}
+    for key, spec in space.items():
+        if spec.get("type") not in kinds:
+            raise ValueError(f"tune.space.{key}: type {spec.get('type')!r} is not one of {sorted(kinds)}")
+        out[key] = kinds[spec["type"]](spec)
+    return out
+
+
+def tune(cfg: Config, parent_run_id: str, uri: str, resume: bool):
+    """Run (or, with resume, restore and finish) the sweep; returns Ray Tune's ResultGrid."""
+    from ray import tune as rt
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    trainable = rt.with_resources(
+        rt.with_parameters(tune_trial, base=cfg.dump(), parent_run_id=parent_run_id, uri=uri),
+        {"cpu": cfg.tune.cpus_per_trial, "gpu": cfg.tune.gpus_per_trial})
+    path = Path(storage_path(cfg)) / f"{cfg.name}-sweep"
+    if resume and rt.Tuner.can_restore(str(path)):
+        log(f"resuming sweep from {path}")
+        return rt.Tuner.restore(str(path), trainable, resume_errored=True).fit()
+    scheduler = (ASHAScheduler(max_t=cfg.train.epochs, grace_period=cfg.tune.grace_period)
+                 if cfg.tune.scheduler == "asha" else FIFOScheduler())
+    tuner = rt.Tuner(
+        trainable,
+        param_space=search_space(cfg.tune.space),
+        tune_config=rt.TuneConfig(metric=cfg.tune.metric, mode="max", scheduler=scheduler,
+                                  num_samples=cfg.tune.num_samples, max_concurrent_trials=cfg.tune.max_concurrent),
+        run_config=rt.RunConfig(
+            name=path.name, storage_path=str(path.parent),
+            failure_config=rt.FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=rt.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=cfg.tune.metric,
+                                                  checkpoint_score_order="max")))
+    return tuner.fit()

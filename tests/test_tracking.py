@@ -28,7 +28,7 @@ def test_champion_alias_moves_only_to_a_better_validation_map(store, trained_tin
         versions.append(tracking.register(client, uri, "nsh_test", run_id, val_map, cfg))
     assert versions == [(1, True), (2, False), (3, True)]
     champion = client.get_model_version_by_alias("nsh_test", "champion")
-    assert champion.version == "3" and champion.tags["nbits"] == "16" and champion.tags["sorter"] == "softsort"
+    assert int(champion.version) == 3 and champion.tags["nbits"] == "16" and champion.tags["sorter"] == "softsort"
 
 
 def test_registered_pyfunc_returns_the_checkpoints_packed_codes(store, trained_tiny):

@@ -34,14 +34,30 @@ def test_online_augmentation_trains_a_fine_tuned_backbone_on_real_images(tmp_pat
     assert changed, "fine-tuning must update backbone weights"
 
 
+class CrashAfter(LocalSession):
+    """A real LocalSession that dies (raises) right after it has stored the checkpoint of epoch `n`."""
+
+    def __init__(self, output_dir, n):
+        super().__init__(output_dir)
+        self.n = n
+
+    def report(self, metrics, checkpoint_dir):
+        super().report(metrics, checkpoint_dir)
+        if metrics["epoch"] == self.n:
+            raise RuntimeError("worker killed")
+
+
 def test_interrupted_training_resumes_from_its_last_checkpoint_to_the_same_result(tmp_path):
     full = fit(tiny(tmp_path / "a", "train.epochs=4"), log=lambda *_: None)
-    fit(tiny(tmp_path / "b", "train.epochs=2"), log=lambda *_: None)  # "crash" after epoch 2
+    crashed = tiny(tmp_path / "b", "train.epochs=4")
+    with pytest.raises(RuntimeError, match="worker killed"):
+        fit(crashed, CrashAfter(crashed.output_dir, 1), log=lambda *_: None)
     lines = []
-    resumed = fit(tiny(tmp_path / "b", "train.epochs=4"), log=lines.append)
-    assert any("resuming" in l and "epoch 2" in l for l in lines)
+    resumed = fit(crashed, log=lines.append)
+    assert any("resuming" in l and "at epoch 2" in l for l in lines)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
-    np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history], rtol=1e-4)
+    np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history], rtol=1e-5)
+    assert resumed.history[-1]["val_map"] == pytest.approx(full.history[-1]["val_map"], abs=1e-9)
 
 
 def test_fine_tuning_starts_from_another_runs_weights(tmp_path):

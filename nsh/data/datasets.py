@@ -38,7 +38,11 @@ class CachedViews(Dataset):
     def __init__(self, views: np.ndarray, seed: int = 0):
         if views.shape[1] < 2:
             raise ValueError("data.cache_views must be at least 2 to draw two different views")
-        self.views, self.rng = torch.from_numpy(views), np.random.default_rng(seed)
+        self.views, self.seed = torch.from_numpy(views), seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.rng = np.random.default_rng([self.seed, epoch])
 
     def __len__(self):
         return len(self.views)
