@@ -1,7 +1,8 @@
 """Encoding a corpus into Parquet codes, in shards: the same work whether Ray or a plain loop drives it.
 
 The corpus is cut into fixed shards of `shard_size` rows (by position in a manifest). A shard is encoded
-whole and written atomically as part-NNNNN.parquet (with its bad items in part-NNNNN.errors.json), so a
+whole and written atomically as part-NNNNN.parquet (with its bad items in _part-NNNNN.errors.json; the leading underscore keeps
+sidecar files out of Parquet dataset readers), so a
 rerun after a crash encodes exactly the shards that have no file: nothing is lost or written twice.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nsh.codes_io import PART_GLOB, write_codes
 from nsh.data import ItemDataset, build_corpus, collate_skip_bad, eval_view
 
 MANIFEST = "_manifest.json"
+ERRORS = "_errors.json"
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class ShardEncoder:
         codes, good, bad = self.encode_indices(indices[shard.start: shard.stop])
         c = self.corpus
         errors = [{"id": str(c.ids[i]), "error": why} for i, why in bad]
-        err_path = out / f"part-{shard.number:05d}.errors.json"
+        err_path = out / f"_part-{shard.number:05d}.errors.json"
         if errors:  # written first: a part file's presence means its shard is complete, errors included
             tmp = err_path.with_name(f".{err_path.name}.tmp")
             tmp.write_text(json.dumps(errors))
@@ -120,7 +122,7 @@ class ShardEncoder:
 
 
 def collect_errors(out_dir: str | Path) -> list[dict]:
-    return [e for f in sorted(Path(out_dir).glob("part-*.errors.json")) for e in json.loads(f.read_text())]
+    return [e for f in sorted(Path(out_dir).glob("_part-*.errors.json")) for e in json.loads(f.read_text())]
 
 
 def count_rows(out_dir: str | Path) -> int:

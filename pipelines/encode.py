@@ -8,7 +8,7 @@ checkpoint; encode.input encodes an image folder or a feature file (.npy/.npz/.p
 <output_dir>/codes/<split>/part-NNNNN.parquet (id, code as fixed_size_binary, label, path; metadata
 nsh.nbits, nsh.bit_order, nsh.model_uri). The corpus is cut into shards of encode.shard_size rows, each
 written atomically: rerunning the same command after a crash encodes only the missing shards. Items that
-cannot be read are listed in <split>/errors.json and the rest still encode.
+cannot be read are listed in <split>/_errors.json and the rest still encode.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipelines import ray_runtime  # noqa: E402
 from nsh import tracking  # noqa: E402
 from nsh.config import Config, load_config  # noqa: E402
-from nsh.encoding import CorpusSpec, collect_errors, count_rows, plan  # noqa: E402
+from nsh.encoding import ERRORS, CorpusSpec, collect_errors, count_rows, plan  # noqa: E402
 from nsh.training import load_data  # noqa: E402
 
 log = ray_runtime.log
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
         log(f"{name}: {len(indices)} items, {len(shards)} shard(s) to encode -> {out}")
         ray_runtime.encode(shards, checkpoint, spec, model_uri, indices, out, cfg)
         errors = collect_errors(out)
-        (out / "errors.json").write_text(json.dumps(errors, indent=1))
+        (out / ERRORS).write_text(json.dumps(errors, indent=1))
         rows = count_rows(out)
         done[name] = {"rows": rows, "errors": len(errors), "path": str(out)}
         log(f"{name}: {rows} codes written, {len(errors)} unreadable item(s)")

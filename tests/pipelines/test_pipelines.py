@@ -47,7 +47,7 @@ def test_encode_writes_parquet_with_the_storage_convention(pipeline_run):
     assert str(schema.field("code").type) == "fixed_size_binary[2]"
     assert schema.metadata[b"nsh.nbits"] == b"16" and schema.metadata[b"nsh.bit_order"] == b"msb"
     assert schema.metadata[b"nsh.model_uri"].decode() == summary["model_uri"]
-    ids = pq.read_table(root / "run" / "codes" / "database").column("id").to_pylist()
+    ids = pq.read_table(root / "run" / "codes" / "database").column("id").to_pylist()  # the folder reads as one table
     assert len(ids) == len(set(ids)) == 400
 
 
@@ -69,7 +69,7 @@ def test_encode_from_registry_alias_over_an_image_folder_reports_bad_files(pipel
     done = encode.main(["--config", str(REPO / "conf" / "test_tiny.yaml"), *overrides,
                         "encode.model=models:/nsh@champion", f"encode.input={image_folder}"])
     assert done["images"]["rows"] == 36 + 2 and done["images"]["errors"] == 3
-    errors = json.loads((root / "run" / "codes" / "images" / "errors.json").read_text())
+    errors = json.loads((root / "run" / "codes" / "images" / "_errors.json").read_text())
     assert {e["id"] for e in errors} == BAD_FILES
 
 
