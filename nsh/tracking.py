@@ -123,7 +123,8 @@ def log_model(run_id: str, checkpoint_path: str | Path, cfg: Config, example: np
     signature = infer_signature(example, model.predict(None, example))
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=model, artifacts={"checkpoint": str(checkpoint_path)},
-                                       signature=signature, code_paths=[str(Path(__file__).parent)])
+                                       signature=signature, input_example=example,
+                                       code_paths=[str(Path(__file__).parent)])
     return info.model_uri
 
 

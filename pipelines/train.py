@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import ray_runtime  # noqa: E402
 from nsh import tracking  # noqa: E402
-from nsh.checkpoint import CHECKPOINT_FILE, load_model  # noqa: E402
+from nsh.checkpoint import CHECKPOINT_FILE  # noqa: E402
+from nsh.checkpoint import load as load_checkpoint  # noqa: E402
 from nsh.config import Config, load_config  # noqa: E402
 from nsh.training import load_data  # noqa: E402
 
@@ -35,6 +36,28 @@ def example_input(cfg: Config, checkpoint: Path):
     if corpus.kind == "features":
         return np.stack(items).astype(np.float32)
     return np.stack([np.asarray(im.resize((cfg.data.image_size,) * 2)) for im in items]).astype(np.uint8)
+
+
+def keep_best(cfg: Config, checkpoints) -> tuple[float, Path]:
+    """Copy the checkpoint with the best validation mAP out of Ray's storage to <output_dir>/best/."""
+    val_map, best = max(((m.get("val_map", -1.0), c) for c, m in checkpoints), key=lambda t: t[0])
+    dest = Path(cfg.output_dir) / "best" / CHECKPOINT_FILE
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with best.as_directory() as d:
+        shutil.copy(Path(d) / CHECKPOINT_FILE, dest)
+    return val_map, dest
+
+
+def register_best(cfg: Config, client, run_id: str, checkpoint: Path, val_map: float, model_cfg: Config) -> dict:
+    """Log the checkpoint as a pyfunc model in `run_id` and register it (champion only if better)."""
+    if not cfg.mlflow.register_best:
+        return {}
+    model_uri = tracking.log_model(run_id, checkpoint, model_cfg, example_input(cfg, checkpoint))
+    name = cfg.mlflow.registered_model
+    version, promoted = tracking.register(client, model_uri, name, run_id, val_map, model_cfg)
+    log(f"registered {name} version {version}"
+        f"{' as champion' if promoted else ' (champion unchanged: its validation mAP is higher)'}")
+    return {"model_uri": f"models:/{name}/{version}", "champion": promoted}
 
 
 def find_run(cfg: Config) -> str | None:
@@ -65,28 +88,19 @@ def main(argv=None) -> dict:
         client.set_terminated(run_id, "FAILED")
         raise
 
-    scored = [(m.get("val_map", -1), c) for c, m in result.best_checkpoints]
-    val_map, best = max(scored, key=lambda t: t[0])
-    best_dir = out / "best"
-    best_dir.mkdir(exist_ok=True)
-    with best.as_directory() as d:
-        shutil.copy(Path(d) / CHECKPOINT_FILE, best_dir / CHECKPOINT_FILE)
-    _, _, ckpt = load_model(best_dir)
+    val_map, best_file = keep_best(cfg, result.best_checkpoints)
+    ckpt = load_checkpoint(best_file)
+    with result.checkpoint.as_directory() as d:  # the latest epoch's checkpoint holds the whole history
+        history = load_checkpoint(d)["history"]
     logger = tracking.RunLogger(run_id, uri)
     logger.log_metrics({"best_val_map": val_map, "best_epoch": ckpt["epoch"]})
 
     summary = {"run_id": run_id, "tracking_uri": uri, "best_val_map": val_map, "best_epoch": int(ckpt["epoch"]),
-               "checkpoint": str(best_dir / CHECKPOINT_FILE), "history": ckpt["history"]}
-    if cfg.mlflow.register_best:
-        model_uri = tracking.log_model(run_id, best_dir / CHECKPOINT_FILE, cfg, example_input(cfg, best_dir))
-        version, promoted = tracking.register(client, model_uri, cfg.mlflow.registered_model, run_id, val_map, cfg)
-        summary.update(model_uri=f"models:/{cfg.mlflow.registered_model}/{version}", champion=promoted)
-        log(f"registered {cfg.mlflow.registered_model} version {version}"
-            f"{' as champion' if promoted else ' (champion unchanged: its validation mAP is higher)'}")
+               "checkpoint": str(best_file), "history": history,
+               **register_best(cfg, client, run_id, best_file, val_map, cfg)}
     client.set_terminated(run_id, "FINISHED")
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    log(f"best validation mAP@{cfg.train.val_k} {val_map:.4f} at epoch {ckpt['epoch'] + 1}; "
-        f"checkpoint {best_dir / CHECKPOINT_FILE}")
+    log(f"best validation mAP@{cfg.train.val_k} {val_map:.4f} at epoch {ckpt['epoch'] + 1}; checkpoint {best_file}")
     return summary
 
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import ray_runtime  # noqa: E402
-from pipelines.train import example_input  # noqa: E402
+from pipelines.train import keep_best, register_best  # noqa: E402
 from nsh import plots, tracking  # noqa: E402
-from nsh.checkpoint import CHECKPOINT_FILE  # noqa: E402
 from nsh.config import load_config  # noqa: E402
 from nsh.training import cache_dir, default_split_path  # noqa: E402
 
@@ -80,24 +78,14 @@ def main(argv=None) -> dict:
         client.log_artifact(parent, str(f))
 
     best = grid.get_best_result(metric=cfg.tune.metric, mode="max", scope="all")
-    val_map, ckpt = max(((m.get("val_map", -1), c) for c, m in best.best_checkpoints), key=lambda t: t[0])
-    best_dir = out / "best"
-    best_dir.mkdir(exist_ok=True)
-    with ckpt.as_directory() as d:
-        shutil.copy(Path(d) / CHECKPOINT_FILE, best_dir / CHECKPOINT_FILE)
+    val_map, best_file = keep_best(cfg, best.best_checkpoints)
     trial_cfg = load_config(args.config, args.overrides + [f"{k}={json.dumps(v)}" for k, v in best.config.items()])
     run_file = out / "trials" / best.metrics["trial_id"] / "mlflow_run_id"
     best_run = run_file.read_text().strip()
     client.log_metric(parent, "best_val_map", val_map)
     summary = {"parent_run_id": parent, "best_trial": best.metrics["trial_id"], "best_run_id": best_run,
-               "best_config": best.config, "best_val_map": val_map, "trials": rows,
-               "checkpoint": str(best_dir / CHECKPOINT_FILE)}
-    if cfg.mlflow.register_best:
-        model_uri = tracking.log_model(best_run, best_dir / CHECKPOINT_FILE, trial_cfg, example_input(cfg, best_dir))
-        version, promoted = tracking.register(client, model_uri, cfg.mlflow.registered_model, best_run, val_map, trial_cfg)
-        summary.update(model_uri=f"models:/{cfg.mlflow.registered_model}/{version}", champion=promoted)
-        log(f"registered {cfg.mlflow.registered_model} version {version}"
-            f"{' as champion' if promoted else ' (champion unchanged: its validation mAP is higher)'}")
+               "best_config": best.config, "best_val_map": val_map, "trials": rows, "checkpoint": str(best_file),
+               **register_best(cfg, client, best_run, best_file, val_map, trial_cfg)}
     client.set_terminated(parent, "FINISHED")
     (out / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     log(f"best trial {summary['best_trial']}: val mAP {val_map:.4f} with {best.config}; summary {out / 'sweep_summary.csv'}")

@@ -1,8 +1,6 @@
 """Sharded encoding: Parquet output, exactly-once resume, bad items reported while the rest encodes."""
-import json
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from nsh.codes_io import read_codes

@@ -3,7 +3,6 @@ real `ray job submit` of the training job."""
 import json
 import subprocess
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -84,3 +83,30 @@ def test_training_job_submitted_with_ray_job_submit_succeeds_and_appears_in_mlfl
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(summary["run_id"])
     assert run.info.status in ("RUNNING", "FINISHED") and "best_val_map" in run.data.metrics
+
+
+def test_two_worker_ddp_with_global_batch_torchsort_trains(ray_head, tmp_path, cifar_root):
+    """Two gloo workers, each on its shard; every anchor sorted against both workers' candidates."""
+    from pipelines import train
+
+    summary = train.main(["--config", str(REPO / "conf" / "test_tiny.yaml"), f"output_dir={tmp_path}/run",
+                          f"data.root={cifar_root}", f"data.split_file={tmp_path}/split.json", "train.workers=2",
+                          "loss.sorter=torchsort", "loss.global_batch=true", "train.epochs=2",
+                          f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "mlflow.register_best=false",
+                          f"ray.address={ray_head['address']}"])
+    losses = [h["loss"] for h in summary["history"]]
+    assert len(losses) == 2 and all(l == l and l > 0 for l in losses)
+    assert 0 < summary["best_val_map"] <= 1
+
+
+def test_rerunning_a_finished_run_with_more_epochs_continues_it_in_the_same_mlflow_run(pipeline_run):
+    from pipelines import train
+
+    root, overrides, first, *_ = pipeline_run
+    again = train.main(["--config", str(REPO / "conf" / "test_tiny.yaml"), *overrides, "train.epochs=3",
+                        "mlflow.register_best=false"])
+    assert again["run_id"] == first["run_id"]
+    assert [h["epoch"] for h in again["history"]] == [0, 1, 2]
+    assert again["history"][:2] == first["history"]  # epochs 0-1 were restored, not retrained
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    assert [m.step for m in client.get_metric_history(first["run_id"], "val_map")] == [0, 1, 2]

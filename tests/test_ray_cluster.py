@@ -1,0 +1,17 @@
+"""ray_cluster.yaml is a valid `ray up` config, per the schema that ships inside the installed ray package."""
+import json
+from pathlib import Path
+
+import jsonschema
+import ray
+import yaml
+
+from conftest import REPO
+
+
+def test_cluster_file_validates_against_rays_own_schema():
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    config = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    jsonschema.validate(config, schema)
+    assert any("scripts/setup.sh" in c for c in config["setup_commands"])
+    assert config["available_node_types"]["gpu_worker"]["max_workers"] == 8
