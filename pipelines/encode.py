@@ -67,7 +67,7 @@ def jobs(cfg: Config):
 
 
 def main(argv=None) -> dict:
-    args = ray_runtime.script_args(argv)
+    args = ray_runtime.script_args(argv, __doc__)
     cfg = load_config(args.config, args.overrides)
     checkpoint, model_uri = resolve(cfg)
     log(f"encoding with {model_uri}")

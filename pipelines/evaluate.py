@@ -21,7 +21,7 @@ from pipelines.ray_runtime import log, script_args  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    args = script_args(argv)
+    args = script_args(argv, __doc__)
     cfg = load_config(args.config, args.overrides)
     out = Path(cfg.output_dir)
     corpus = None if cfg.encode.input else load_data(cfg)[0]

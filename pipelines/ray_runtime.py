@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -167,11 +166,11 @@ def encode(shards, checkpoint, spec, model_uri, indices, out_dir, cfg: Config) -
     return ds.take_all()
 
 
-def script_args(argv=None):
-    """--config FILE and key=value overrides, shared by every entry point."""
+def script_args(argv=None, doc: str | None = None):
+    """--config FILE and key=value overrides, shared by every entry point (doc: the pipeline's docstring)."""
     import argparse
 
-    p = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__,
+    p = argparse.ArgumentParser(description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config (conf/*.yaml)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted job where it stopped")

@@ -67,7 +67,7 @@ def find_run(cfg: Config) -> str | None:
 
 
 def main(argv=None) -> dict:
-    args = ray_runtime.script_args(argv)
+    args = ray_runtime.script_args(argv, __doc__)
     cfg = load_config(args.config, args.overrides)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

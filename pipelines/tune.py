@@ -40,7 +40,7 @@ def summarise(grid, keys: list[str]) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    args = ray_runtime.script_args(argv)
+    args = ray_runtime.script_args(argv, __doc__)
     cfg = load_config(args.config, args.overrides)
     if not cfg.tune.space:
         raise ValueError("tune.space is empty: name at least one key to search, e.g. loss.tau")
