@@ -154,6 +154,24 @@ class Config(Section):
             raise ValueError("data.dataset=features needs model.backbone=features")
         return self
 
+    def with_absolute_paths(self, base: Path) -> "Config":
+        """Relative paths made absolute against `base` (the caller's working directory), so that Ray tasks and
+        workers, which run elsewhere, see the same files."""
+        def absolute(value: str | None, *, uri_ok: bool = False) -> str | None:
+            if value is None or (uri_ok and ":" in value) or Path(value).is_absolute():
+                return value
+            return str((base / value).resolve())
+
+        out = self.model_copy(deep=True)
+        out.output_dir = absolute(out.output_dir)
+        for section, key, uri_ok in (("data", "root", False), ("data", "split_file", False), ("data", "cache_dir", False),
+                                     ("model", "weights_path", False), ("train", "resume_from", False),
+                                     ("encode", "input", False), ("encode", "model", True),
+                                     ("ray", "storage_path", True)):
+            part = getattr(out, section)
+            setattr(part, key, absolute(getattr(part, key), uri_ok=uri_ok))
+        return out
+
     def dump(self) -> dict:
         return self.model_dump(mode="json")
 
@@ -201,7 +219,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw = yaml.safe_load(path.read_text()) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
-    return from_dict(apply_overrides(raw, overrides or []))
+    return from_dict(apply_overrides(raw, overrides or [])).with_absolute_paths(Path.cwd())
 
 
 def _explain(err: ValidationError) -> str:

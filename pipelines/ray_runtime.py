@@ -9,11 +9,14 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-import ray
-import torch
+# Read by Ray when it is imported: with it, a local cluster binds every port to 127.0.0.1 (ENVIRONMENT.md).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from nsh.config import Config, from_dict
-from nsh.training import Session, fit
+import ray  # noqa: E402
+import torch  # noqa: E402
+
+from nsh.config import Config, from_dict  # noqa: E402
+from nsh.training import Session, fit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +27,6 @@ def connect(cfg: Config) -> None:
         return
     # Ray workers must import pipelines/ as the driver does, locally and under `ray job submit`.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every port on 127.0.0.1
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)

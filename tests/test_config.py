@@ -41,3 +41,12 @@ def test_unknown_key_in_a_yaml_file_is_rejected(tmp_path):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_relative_paths_become_absolute_at_load_so_ray_workers_elsewhere_see_the_same_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(REPO / "conf" / "cifar10_quick.yaml", ["data.split_file=splits/s.json",
+                                                            "encode.model=models:/nsh@champion"])
+    assert cfg.output_dir == str(tmp_path / "runs" / "cifar10_quick")
+    assert cfg.data.split_file == str(tmp_path / "splits" / "s.json")
+    assert cfg.encode.model == "models:/nsh@champion"  # URIs are left alone

@@ -33,3 +33,44 @@ def test_two_trial_sweep_logs_nested_runs_writes_a_summary_and_respects_the_cham
     # A second sweep cannot take the alias unless it beats the champion's validation mAP.
     again = tune.main(args[:2] + [a.replace("/sweep", "/sweep2").replace("tiny_sweep", "tiny_sweep2") for a in args[2:]])
     assert again["champion"] == (again["best_val_map"] > summary["best_val_map"])
+
+
+def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(ray_head, tmp_path, cifar_root):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "mlflow.db"
+    cmd = [sys.executable, str(REPO / "pipelines" / "tune.py"), "--config", str(REPO / "conf" / "test_tiny.yaml"),
+           f"output_dir={tmp_path}/sweep", "name=resumed_sweep", f"data.root={cifar_root}",
+           f"mlflow.tracking_uri=sqlite:///{db}", f"ray.address={ray_head['address']}", "train.epochs=2",
+           "tune.num_samples=1", "tune.scheduler=fifo", "tune.max_concurrent=1", "mlflow.register_best=false",
+           "tune.space={loss.tau: {type: grid, values: [0.2, 0.3, 0.5]}}"]
+
+    def finished_trials():
+        if not db.exists():
+            return []
+        with sqlite3.connect(db) as con:
+            return con.execute("select run_uuid, end_time from runs where status='FINISHED' and name like 'trial %'").fetchall()
+
+    driver = subprocess.Popen(cmd, env=ray_head["env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not finished_trials() and time.time() < deadline and driver.poll() is None:
+        time.sleep(1)
+    assert finished_trials(), "no trial finished before the deadline"
+    os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep
+    driver.wait()
+    done_before = dict(finished_trials())
+    assert len(done_before) < 3
+
+    resumed = subprocess.run(cmd + ["--resume"], env=ray_head["env"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resuming sweep" in resumed.stdout
+    after = dict(finished_trials())
+    assert len(after) == 3  # every trial once: one MLflow run each, none duplicated
+    assert all(after[run] == end for run, end in done_before.items())  # finished trials were not run again
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep_summary.csv")))
+    assert sorted(float(r["loss.tau"]) for r in rows) == [0.2, 0.3, 0.5] and all(r["epochs"] == "2" for r in rows)
