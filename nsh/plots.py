@@ -67,6 +67,7 @@ def heatmap(x: np.ndarray, y: np.ndarray, value: np.ndarray, path: str | Path, x
     for xi, yi, v in zip(x, y, value):
         ax.annotate(f"{v:.3f}", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=7)
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.margins(0.2)  # room for the value labels
     fig.colorbar(sc, ax=ax, label="validation mAP")
     fig.tight_layout()
     fig.savefig(path)

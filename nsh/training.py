@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
 from nsh.config import Config
-from nsh.data import (CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad, eval_view,
-                      load_or_make_split, train_view)
+from nsh.data import (BadItemError, CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
+                      eval_view, load_or_make_split, train_view)
 from nsh.features import backbone_features
 from nsh.losses import CodeNTXent, SortedNCE
 from nsh.metrics import map_at_k
@@ -120,18 +120,30 @@ def cache_dir(cfg: Config) -> Path:
     return Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.output_dir).parent / "cache"
 
 
+def load_feature_rows(corpus: Corpus, indices: np.ndarray, log=print) -> tuple[np.ndarray, np.ndarray]:
+    """(features, the indices they belong to) for a feature corpus; rows with NaN/Inf are reported and dropped."""
+    rows, kept = [], []
+    for i in indices:
+        try:
+            rows.append(corpus.load(int(i)))
+            kept.append(int(i))
+        except BadItemError as err:
+            log(f"skipping bad item: {err}")
+    return np.stack(rows).astype(np.float32), np.array(kept, dtype=np.int64)
+
+
 class Evaluator:
     """Validation mAP on codes: val queries against the val database (never the test queries)."""
 
     def __init__(self, cfg: Config, model: Hasher, corpus: Corpus, split: dict, device, log=print):
         self.cfg, self.device = cfg, device
-        self.q_labels, self.db_labels = corpus.labels[split["val_query"]], corpus.labels[split["val_db"]]
-        self.k = min(cfg.train.val_k, len(split["val_db"]))
-        self.inputs = {}
+        self.inputs, labels = {}, {}
         precompute = corpus.kind == "features" or cfg.model.freeze_backbone
         for s in ("val_query", "val_db"):
+            labels[s] = corpus.labels[split[s]]
             if corpus.kind == "features":
-                self.inputs[s] = torch.from_numpy(np.stack([corpus.load(int(i)) for i in split[s]]))
+                feats, kept = load_feature_rows(corpus, split[s], log)
+                self.inputs[s], labels[s] = torch.from_numpy(feats), corpus.labels[kept]
             elif precompute:  # frozen backbone: its features of the plain view never change
                 f = backbone_features(model, corpus, split[s], cache_dir(cfg), cfg.data.image_size,
                                       device=str(device), log=log)
@@ -139,6 +151,8 @@ class Evaluator:
             else:
                 self.inputs[s] = ItemDataset(corpus, split[s], eval_view(cfg.data.image_size, model.mean, model.std))
         self.is_feature = precompute
+        self.q_labels, self.db_labels = labels["val_query"], labels["val_db"]
+        self.k = min(cfg.train.val_k, len(self.db_labels))
 
     @torch.no_grad()
     def codes(self, model: Hasher, which: str) -> np.ndarray:
@@ -164,8 +178,8 @@ class Evaluator:
 def _training_data(cfg, model, corpus, split, device, log):
     """(dataset, inputs-are-features) for the training set: cached views, raw features, or online views."""
     train_idx = split["train"]
-    if corpus.kind == "features":
-        feats = np.stack([corpus.load(int(i)) for i in train_idx])
+    if corpus.kind == "features":  # no augmentation exists for a feature vector: both views are the row
+        feats, _ = load_feature_rows(corpus, train_idx, log)
         return CachedViews(np.stack([feats, feats], 1), cfg.train.seed), True
     if cfg.data.cache_views:
         views = backbone_features(model, corpus, train_idx, cache_dir(cfg), cfg.data.image_size,

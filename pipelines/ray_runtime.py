@@ -212,8 +212,11 @@ def tune_trial(params: dict, base: dict, parent_run_id: str, uri: str) -> None:
         marker.write_text(run_id)
     logger = tracking.RunLogger(run_id, uri)
     result = fit(cfg, TuneSession(), logger, log=log)
-    logger.log_metrics({"best_val_map": result.best_val_map})
-    logger.client.set_terminated(run_id, "FINISHED")
+    # A sweep driver killed after this trial finished but before Tune saved that fact restarts the trial from
+    # its last checkpoint: fit() then trains nothing, and the finished MLflow run must stay as it was.
+    if logger.client.get_run(run_id).info.status != "FINISHED":
+        logger.log_metrics({"best_val_map": result.best_val_map})
+        logger.client.set_terminated(run_id, "FINISHED")
 
 
 def search_space(space: dict) -> dict:

@@ -88,3 +88,19 @@ def test_checkpoints_load_with_weights_only(tmp_path):
 def test_model_selection_keeps_the_best_validation_epoch():
     history = [{"epoch": 0, "val_map": 0.2}, {"epoch": 1, "val_map": 0.4}, {"epoch": 2, "val_map": 0.4}]
     assert best_checkpoint(history) == 1
+
+
+def test_nan_feature_rows_are_reported_and_left_out_while_training_goes_on(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(600) % 3
+    feats = (rng.normal(size=(600, 16)) + labels[:, None]).astype(np.float32)
+    feats[::50, 3] = np.nan  # 12 bad rows, spread over every split
+    feats[7, 0] = np.inf
+    np.savez(tmp_path / "f.npz", features=feats, labels=labels)
+    cfg = tiny(tmp_path, "data.dataset=features", f"data.root={tmp_path}/f.npz", "model.backbone=features",
+               "data.cache_views=0", "data.database_per_class=null", "train.epochs=2")
+    lines = []
+    history = fit(cfg, log=lines.append).history
+    skipped = [l for l in lines if "NaN or Inf" in l]
+    assert skipped and all(l.startswith("skipping bad item:") for l in skipped)
+    assert all(np.isfinite(h["loss"]) and 0 <= h["val_map"] <= 1 for h in history)

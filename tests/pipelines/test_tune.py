@@ -72,5 +72,9 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(ray_head,
     after = dict(finished_trials())
     assert len(after) == 3  # every trial once: one MLflow run each, none duplicated
     assert all(after[run] == end for run, end in done_before.items())  # finished trials were not run again
+    for run in after:  # and no epoch was trained or logged twice
+        with sqlite3.connect(db) as con:
+            steps = [s for (s,) in con.execute("select step from metrics where run_uuid=? and key='val_map'", (run,))]
+        assert sorted(steps) == [0, 1]
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep_summary.csv")))
     assert sorted(float(r["loss.tau"]) for r in rows) == [0.2, 0.3, 0.5] and all(r["epochs"] == "2" for r in rows)
