@@ -47,10 +47,10 @@ def _grid(q: CodeTable, db: CodeTable, corpus, path: Path, n: int, k: int) -> Pa
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(len(q), min(n, len(q)), replace=False))
     _, hits = HammingIndex.build(db.codes, q.nbits).search(q.codes[pick], min(k, len(db)))
-    correct = relevance(q.labels[pick], db.labels)[np.arange(len(pick))[:, None], hits]
+    correct = relevance(q.labels[pick], db.labels)[np.arange(len(pick))[:, None], hits].astype(object)
     to_corpus = np.vectorize(lambda i: position[db.ids[i]])
-    return plots.retrieval_grid([position[q.ids[i]] for i in pick], to_corpus(hits), correct, corpus.load, path,
-                                "top hits by Hamming distance (red x: different class)")
+    return plots.retrieval_grid([position[q.ids[i]] for i in pick], to_corpus(hits), correct,
+                                lambda i: corpus.load(int(i)), path, "top hits by Hamming distance (red x: different class)")
 
 
 def format_table(result: dict) -> str:

@@ -26,26 +26,29 @@ def pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     return Path(path)
 
 
-def retrieval_grid(queries: Sequence[int], hits: np.ndarray, correct: np.ndarray, load: Callable[[int], object],
+def retrieval_grid(queries: Sequence, hits: np.ndarray, correct: np.ndarray | None, load: Callable[[object], object],
                    path: str | Path, title: str = "") -> Path:
     """One row per query: the query image, then its top hits; wrong hits framed in red, right ones in green.
 
-    queries: corpus indices of the queries; hits: (len(queries), k) corpus indices; correct: same shape, bool;
-    load: corpus index -> PIL image.
+    queries: keys of the query images; hits: (len(queries), k) keys; correct: same shape, bool, or None when
+    relevance is unknown (hits are then framed in grey); load: key -> PIL image.
     """
     rows, k = hits.shape
+    if correct is None:
+        correct = np.full(hits.shape, None, dtype=object)
     fig, axes = plt.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.15 * rows), dpi=110, squeeze=False)
     for r in range(rows):
-        cells = [(queries[r], None)] + [(hits[r, j], bool(correct[r, j])) for j in range(k)]
-        for c, (idx, ok) in enumerate(cells):
+        cells = [(queries[r], "query")] + [(hits[r, j], None if correct[r, j] is None else bool(correct[r, j]))
+                                           for j in range(k)]
+        for c, (key, ok) in enumerate(cells):
             ax = axes[r, c]
-            ax.imshow(np.asarray(load(int(idx))))
+            ax.imshow(np.asarray(load(key)))
             ax.set_xticks([])
             ax.set_yticks([])
-            color = "black" if ok is None else ("tab:green" if ok else "tab:red")
+            color = {"query": "black", None: "grey", True: "tab:green", False: "tab:red"}[ok]
             for s in ax.spines.values():
                 s.set_edgecolor(color)
-                s.set_linewidth(1.0 if ok is None else 3.0)
+                s.set_linewidth(1.0 if ok == "query" else 3.0)
             if ok is False:
                 ax.text(0.5, 0.5, "x", color="red", fontsize=14, ha="center", va="center", transform=ax.transAxes)
     axes[0, 0].set_title("query", fontsize=8)

@@ -4,6 +4,7 @@
     nsh tune     --config conf/sweep_cifar10.yaml      # Ray Tune sweep (--resume to finish one)
     nsh encode   --config conf/cifar10_quick.yaml      # Ray Data -> Parquet codes
     nsh evaluate --config conf/cifar10_quick.yaml      # mAP@k, P-R, P@H<=2, plots
+    nsh search   --codes runs/cifar10_quick/codes/database --image my.jpg -k 10
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ COMMANDS = {
     "tune": "sweep hyperparameters (pipelines/tune.py)",
     "encode": "encode a corpus to Parquet codes (pipelines/encode.py)",
     "evaluate": "evaluate encoded codes (pipelines/evaluate.py)",
+    "search": "nearest items to an image, id or code (pipelines/search.py)",
 }
 
 

@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Ray reads these when it is imported, and any test module may import it during collection: the session's
+# head runs without token auth and binds 127.0.0.1 only, and every client in this process must agree.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 from pathlib import Path
 
@@ -77,7 +81,6 @@ def ray_head(tmp_path_factory):
     subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
                     "--num-cpus=2", "--disable-usage-stats", "--include-dashboard=true"],
                    env=env, check=True, capture_output=True)
-    os.environ.update(RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     yield {"address": "127.0.0.1:6379", "dashboard": "http://127.0.0.1:8265", "env": env, "ray": ray}
     import ray as ray_mod
 
