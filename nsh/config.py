@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -178,6 +178,24 @@ class Config(Section):
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, for MLflow params."""
         return dict(_flatten(self.dump()))
+
+
+def describe_keys() -> str:
+    """Every config key with its type, default and meaning: the text `--help` prints."""
+    lines = []
+    for section, field in Config.model_fields.items():
+        cls = field.annotation
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            lines.append(f"  {section} = {field.default!r}")
+            continue
+        for key, f in cls.model_fields.items():
+            default = f.default_factory() if f.default_factory else f.default
+            if get_origin(f.annotation) is Literal:
+                kind = "|".join(map(str, get_args(f.annotation)))
+            else:
+                kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+            lines.append(f"  {section}.{key} ({kind}, default {default!r})" + (f": {f.description}" if f.description else ""))
+    return "\n".join(lines)
 
 
 def _flatten(d: dict, prefix: str = ""):

@@ -172,8 +172,10 @@ def script_args(argv=None, doc: str | None = None):
     """--config FILE and key=value overrides, shared by every entry point (doc: the pipeline's docstring)."""
     import argparse
 
-    p = argparse.ArgumentParser(description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from nsh.config import describe_keys
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="config keys (override any as section.key=value):\n" + describe_keys())
     p.add_argument("--config", help="YAML config (conf/*.yaml)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted job where it stopped")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. loss.tau=0.2 model.nbits=64")

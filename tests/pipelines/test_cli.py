@@ -26,3 +26,16 @@ def test_installed_console_script_shows_a_pipelines_own_help():
     script = Path(sys.executable).parent / "nsh"
     proc = subprocess.run([str(script), "encode", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--config" in proc.stdout and "Ray Data" in proc.stdout
+
+
+def test_help_explains_every_config_key(capsys):
+    from nsh.config import Config
+    from pipelines import train
+
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    for section, field in Config.model_fields.items():
+        for key in getattr(field.annotation, "model_fields", {}):
+            assert f"  {section}.{key} (" in out, f"{section}.{key} missing from --help"
+    assert "loss.sorter (softsort|torchsort, default 'softsort')" in out
