@@ -1,0 +1,65 @@
+"""Compare SortedNCE variants and the NT-Xent-on-codes baseline on the same cached features, by validation mAP.
+
+    python bench/variants.py --config conf/cifar10_quick.yaml [--epochs 20] [--out docs/variants.json]
+
+Each variant is the config plus a few overrides, trained by nsh.training.fit (no Ray) into
+<output_dir>/../variants/<name>; the feature cache of the config is reused. Model selection numbers only:
+the test queries are not touched.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nsh.config import load_config  # noqa: E402
+from nsh.training import fit  # noqa: E402
+
+VARIANTS = {
+    "softsort, paper form (m=1)": ["loss.sorter=softsort"],
+    "torchsort, paper form (m=1)": ["loss.sorter=torchsort"],
+    "torchsort, symmetric": ["loss.sorter=torchsort", "loss.symmetric=true"],
+    "torchsort, own view + 1 mined (m=2)": ["loss.sorter=torchsort", "loss.own_positive=true", "loss.m=2"],
+    "torchsort, own view + 3 mined (m=4)": ["loss.sorter=torchsort", "loss.own_positive=true", "loss.m=4"],
+    "torchsort, paper form + code NT-Xent 0.5": ["loss.sorter=torchsort", "loss.code_weight=0.5"],
+    "torchsort, own view (m=2) + code NT-Xent 0.5": ["loss.sorter=torchsort", "loss.own_positive=true", "loss.m=2",
+                                                     "loss.code_weight=0.5"],
+    "baseline: NT-Xent on codes (CIBHash core)": ["loss.name=nt_xent"],
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--only", nargs="*", help="run only variants whose name contains one of these words")
+    p.add_argument("--out")
+    p.add_argument("overrides", nargs="*")
+    a = p.parse_intermixed_args()
+    base = load_config(a.config, a.overrides)
+    rows = []
+    for name, extra in VARIANTS.items():
+        if a.only and not any(w in name for w in a.only):
+            continue
+        slug = "".join(c if c.isalnum() else "_" for c in name)[:60]
+        cfg = load_config(a.config, a.overrides + extra + [
+            f"train.epochs={a.epochs}", f"output_dir={Path(base.output_dir).parent / 'variants' / slug}",
+            f"data.cache_dir={Path(base.output_dir).parent / 'cache'}",
+            f"data.split_file={Path(base.output_dir).parent / 'splits' / f'{base.data.dataset}_seed{base.data.split_seed}.json'}"])
+        t = time.time()
+        r = fit(cfg, log=lambda *_: None)
+        rows.append({"variant": name, "overrides": extra, "best_val_map": r.best_val_map,
+                     "best_epoch": r.best_epoch + 1, "seconds": time.time() - t})
+        print(f"{name:48s} val mAP@{cfg.train.val_k} {r.best_val_map:.4f} (epoch {r.best_epoch + 1}), "
+              f"{rows[-1]['seconds']:.0f} s", flush=True)
+    if a.out:
+        Path(a.out).write_text(json.dumps({"config": a.config, "overrides": a.overrides, "epochs": a.epochs,
+                                           "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
