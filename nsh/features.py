@@ -13,38 +13,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from nsh.data import BadItemError, Corpus, eval_view, train_view
+from nsh.data import Corpus, ItemDataset, collate_skip_bad, eval_view, train_view
 from nsh.models import Hasher
 
 CHUNK = 2048
 
 
-class _SeededViews(Dataset):
+class _SeededViews(ItemDataset):
+    """`views` augmented views of each image, view k of item i drawn from its own seed (seed, i, k)."""
+
     def __init__(self, corpus: Corpus, indices: np.ndarray, transform, views: int, seed: int):
-        self.corpus, self.indices, self.transform, self.views, self.seed = corpus, indices, transform, views, seed
+        super().__init__(corpus, indices, transform)
+        self.views, self.seed = views, seed
 
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        idx = int(self.indices[i])
-        try:
-            image = self.corpus.load(idx)
-        except BadItemError as err:
-            return torch.zeros(self.views, 3, 1, 1), str(err)
+    def prepare(self, image, idx: int) -> torch.Tensor:
         out = []
         for k in range(self.views):
             torch.manual_seed((self.seed * 1_000_003 + idx * 131 + k) % (2**63))
             out.append(self.transform(image))
-        return torch.stack(out), ""
-
-
-def _collate(batch):
-    bad = [msg for _, msg in batch if msg]
-    good = [x for x, msg in batch if not msg]
-    return (torch.stack(good) if good else None), [not msg for _, msg in batch], bad
+        return torch.stack(out)
 
 
 def cache_key(corpus: Corpus, indices: np.ndarray, model: Hasher, size: int, views: int, seed: int) -> str:
@@ -76,17 +65,17 @@ def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_
         part = folder / f"part_{c:05d}.npy"
         if part.is_file():
             continue
-        ds = _SeededViews(corpus, indices[lo: lo + CHUNK], transform, n_views, seed)
-        out = np.full((len(ds), n_views, model.feature_dim), np.nan, dtype=np.float16)
-        row = 0
-        for x, ok, bad in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=_collate):
-            for msg in bad:
+        chunk = indices[lo: lo + CHUNK]
+        row_of = {int(i): r for r, i in enumerate(chunk)}
+        out = np.full((len(chunk), n_views, model.feature_dim), np.nan, dtype=np.float16)
+        ds = _SeededViews(corpus, chunk, transform, n_views, seed)
+        for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad):
+            for _, msg in batch["bad"]:
                 log(f"skipping bad item: {msg}")
-            if x is not None:
-                f = model.backbone(x.flatten(0, 1).to(device)).float().cpu().numpy()
-                rows = np.arange(row, row + len(ok))[np.array(ok)]
+            if batch["x"] is not None:
+                f = model.backbone(batch["x"].flatten(0, 1).to(device)).float().cpu().numpy()
+                rows = [row_of[int(i)] for i in batch["index"]]
                 out[rows] = f.reshape(len(rows), n_views, -1).astype(np.float16)
-            row += len(ok)
         tmp = folder / f".part_{c:05d}.tmp.npy"
         np.save(tmp, out)
         tmp.replace(part)

@@ -25,11 +25,13 @@ class ItemDataset(Dataset):
             item = self.corpus.load(idx)
         except BadItemError as err:
             return {"bad": str(err), "index": idx}
+        return {"x": self.prepare(item, idx), "index": idx}
+
+    def prepare(self, item, idx: int) -> torch.Tensor:
+        """A loaded item (image or feature row) -> the tensor the model takes."""
         if self.corpus.kind == "features":
-            x = torch.from_numpy(np.asarray(item, dtype=np.float32))
-        else:
-            x = self.transform(item)
-        return {"x": x, "index": idx}
+            return torch.from_numpy(np.asarray(item, dtype=np.float32))
+        return self.transform(item)
 
 
 class CachedViews(Dataset):
