@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nsh.config import load_config  # noqa: E402
-from nsh.training import fit  # noqa: E402
+from nsh.training import cache_dir, default_split_path, fit  # noqa: E402
 
 VARIANTS = {
     "softsort, paper form (m=1)": ["loss.sorter=softsort"],
@@ -48,8 +48,7 @@ def main():
         slug = "".join(c if c.isalnum() else "_" for c in name)[:60]
         cfg = load_config(a.config, a.overrides + extra + [
             f"train.epochs={a.epochs}", f"output_dir={Path(base.output_dir).parent / 'variants' / slug}",
-            f"data.cache_dir={Path(base.output_dir).parent / 'cache'}",
-            f"data.split_file={Path(base.output_dir).parent / 'splits' / f'{base.data.dataset}_seed{base.data.split_seed}.json'}"])
+            f"data.cache_dir={cache_dir(base)}", f"data.split_file={default_split_path(base)}"])
         t = time.time()
         r = fit(cfg, log=lambda *_: None)
         rows.append({"variant": name, "overrides": extra, "best_val_map": r.best_val_map,

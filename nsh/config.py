@@ -211,14 +211,19 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. loss.tau=0.2)")
         key, value = item.split("=", 1)
-        node = raw
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {key!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        set_dotted(raw, key.strip(), yaml.safe_load(value))
     return raw
+
+
+def set_dotted(raw: dict, key: str, value) -> None:
+    """raw["a"]["b"] = value for key "a.b", creating sections as needed."""
+    node = raw
+    *path, last = key.split(".")
+    for p in path:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {p!r} is not a section")
+    node[last] = value
 
 
 def from_dict(raw: dict) -> Config:

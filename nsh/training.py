@@ -246,9 +246,9 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
             sched.load_state_dict(state["scheduler"])
             start_epoch = int(state["epoch"]) + 1
             result.history = list(state["history"])
-            best = max(result.history, key=lambda h: h["val_map"], default=None)
-            if best:
-                result.best_val_map, result.best_epoch = best["val_map"], int(best["epoch"])
+            if result.history:
+                result.best_epoch = best_checkpoint(result.history)
+                result.best_val_map = result.history[result.best_epoch]["val_map"]
             log(f"resuming from {resume} at epoch {start_epoch}")
         else:
             log(f"fine-tuning from {cfg.train.resume_from}")

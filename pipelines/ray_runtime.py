@@ -15,7 +15,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
 import torch  # noqa: E402
 
-from nsh.config import Config, from_dict  # noqa: E402
+from nsh.config import Config, from_dict, set_dotted  # noqa: E402
 from nsh.training import Session, fit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,14 +182,6 @@ def script_args(argv=None, doc: str | None = None):
     return p.parse_args(argv)
 
 
-def _set(raw: dict, dotted: str, value) -> None:
-    node = raw
-    *path, last = dotted.split(".")
-    for p in path:
-        node = node.setdefault(p, {})
-    node[last] = value
-
-
 def tune_trial(params: dict, base: dict, parent_run_id: str, uri: str) -> None:
     """One Tune trial: the base config with this trial's values, trained by the same fit() as train.py."""
     import copy
@@ -199,7 +191,7 @@ def tune_trial(params: dict, base: dict, parent_run_id: str, uri: str) -> None:
     ctx = ray.tune.get_context()
     raw = copy.deepcopy(base)
     for key, value in params.items():
-        _set(raw, key, value)
+        set_dotted(raw, key, value)
     raw["output_dir"] = f"{base['output_dir']}/trials/{ctx.get_trial_id()}"
     raw["name"] = f"{base['name']}-{ctx.get_trial_id()}"
     cfg = from_dict(raw)
