@@ -29,6 +29,8 @@ class DataConfig(Section):
     image_size: int = Field(96, ge=16, description="side of the square images fed to the backbone")
     cache_views: int = Field(0, ge=0, description="K > 0: backbone features of K augmented views per training "
                              "image are computed once and the heads train on them (frozen backbone only)")
+    view_seed: int | None = Field(None, description="seed of the cached augmented views; None: train.seed "
+                                  "(fix it to share one cache between training seeds)")
     split_seed: int = 0
     split_file: str | None = Field(None, description="default: <output_dir>/../splits/<dataset>_seed<seed>.json")
     cache_dir: str | None = Field(None, description="cached backbone features; default: <output_dir>/../cache")

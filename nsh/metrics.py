@@ -138,10 +138,32 @@ def _ap_stable(dist: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
     key = dist.astype(np.int64) * n + np.arange(n)
     top = np.argpartition(key, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), key.shape)
     top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
-    hits = np.take_along_axis(rel, top, 1)
+    return _ap_of_ranking(np.take_along_axis(rel, top, 1))
+
+
+def _ap_of_ranking(hits: np.ndarray) -> np.ndarray:
+    """(q, k) relevance of each query's top k, best first -> AP@k per query (0 when nothing relevant)."""
     cum = np.cumsum(hits, axis=1)
-    prec_at_hits = np.where(hits, cum / np.arange(1, k + 1), 0.0).sum(1)
+    prec_at_hits = np.where(hits, cum / np.arange(1, hits.shape[1] + 1), 0.0).sum(1)
     return np.where(cum[:, -1] > 0, prec_at_hits / np.maximum(cum[:, -1], 1), 0.0)
+
+
+def cosine_map_at_k(query_feats, db_feats, query_labels, db_labels, k: int) -> float:
+    """mAP@k ranking the database by cosine similarity of float features: the ceiling that codes approach."""
+    q = np.asarray(query_feats, np.float32)
+    db = np.asarray(db_feats, np.float32)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    db = db / np.maximum(np.linalg.norm(db, axis=1, keepdims=True), 1e-12)
+    if not 1 <= k <= len(db):
+        raise ValueError(f"k={k} must be between 1 and the database size ({len(db)}); lower k")
+    ap = []
+    for lo in range(0, len(q), QUERY_CHUNK):
+        sim = q[lo:lo + QUERY_CHUNK] @ db.T
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < len(db) else np.broadcast_to(np.arange(len(db)), sim.shape)
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sim, top, 1), axis=1, kind="stable"), 1)
+        rel = relevance(np.asarray(query_labels)[lo:lo + QUERY_CHUNK], db_labels)
+        ap.append(_ap_of_ranking(np.take_along_axis(rel, top, 1)))
+    return float(np.concatenate(ap).mean())
 
 
 def _histograms(dist: np.ndarray, rel: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:

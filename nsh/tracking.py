@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import yaml
+from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
 from nsh.config import Config
@@ -29,7 +30,13 @@ def setup(cfg: Config) -> tuple[MlflowClient, str]:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = tracking_uri(cfg.mlflow.tracking_uri)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    if uri.startswith("sqlite:///"):
+        # Opening a new sqlite store creates and migrates its schema; jobs that start together (a sweep's
+        # trials, parallel evaluations) would race on that and fail, so opening is serialised.
+        with FileLock(uri[len("sqlite:///"):] + ".lock"):
+            client = MlflowClient(uri)
+    else:
+        client = MlflowClient(uri)
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
         # Artifacts beside the sqlite file, so one folder holds the whole store.

@@ -183,11 +183,15 @@ def _training_data(cfg, model, corpus, split, device, log):
         return CachedViews(np.stack([feats, feats], 1), cfg.train.seed), True
     if cfg.data.cache_views:
         views = backbone_features(model, corpus, train_idx, cache_dir(cfg), cfg.data.image_size,
-                                  views=cfg.data.cache_views, seed=cfg.train.seed, device=str(device), log=log)
+                                  views=cfg.data.cache_views, seed=view_seed(cfg), device=str(device), log=log)
         keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
         return CachedViews(views[keep], cfg.train.seed), True
     two = TwoViews(train_view(cfg.data.image_size, model.mean, model.std))
     return ItemDataset(corpus, train_idx, two), False
+
+
+def view_seed(cfg: Config) -> int:
+    return cfg.train.seed if cfg.data.view_seed is None else cfg.data.view_seed
 
 
 def prepare(cfg: Config, log=print) -> None:

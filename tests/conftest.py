@@ -86,3 +86,43 @@ def ray_head(tmp_path_factory):
 
     ray_mod.shutdown()
     subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+
+
+def listening_sockets() -> list[tuple[str, int, int, str]]:
+    """(ip, port, pid, command line) of every TCP socket listening on this machine, read from /proc (Linux)."""
+    import re
+
+    inodes = {}
+    for family in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{family}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A":  # TCP_LISTEN
+                continue
+            addr, port = f[1].split(":")
+            raw = bytes.fromhex(addr)
+            # /proc prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ".".join(map(str, raw)) if family == "tcp" else str(__import__("ipaddress").IPv6Address(raw))
+            inodes[f[9]] = (ip, int(port, 16))
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+            if m and m.group(1) in inodes:
+                out.append((*inodes[m.group(1)], int(pid), cmd))
+    return sorted(set(out))
+
+
+def is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    return addr.is_loopback or (addr.version == 6 and addr.ipv4_mapped is not None and addr.ipv4_mapped.is_loopback)

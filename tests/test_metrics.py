@@ -79,6 +79,16 @@ def test_map_matches_naive_reference(multilabel, nbits, k):
     assert metrics.map_at_k(q, db, ql, dl, k) == pytest.approx(naive_map(q, db, ql, dl, k), abs=1e-12)
 
 
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_cosine_map_matches_naive_full_sort(k):
+    rng = np.random.default_rng(k)
+    q, db = rng.normal(size=(9, 5)), rng.normal(size=(40, 5)) * rng.uniform(0.5, 3, (40, 1))  # norms must not matter
+    ql, dl = rng.integers(0, 3, 9), rng.integers(0, 3, 40)
+    cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (db / np.linalg.norm(db, axis=1, keepdims=True)).T
+    want = np.mean([naive_ap_of_order([ql[i] == d for d in dl], list(np.argsort(-cos[i])), k) for i in range(9)])
+    assert metrics.cosine_map_at_k(q, db, ql, dl, k) == pytest.approx(want, abs=1e-12)
+
+
 @pytest.mark.parametrize("k", [1, 3, 5, 7])
 def test_tie_aware_map_equals_exhaustive_average_over_tie_orders(k):
     rng = np.random.default_rng(k)

@@ -71,3 +71,42 @@ def test_params_hold_the_whole_config_but_no_secrets(store):
     cfg = cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={"tracking_uri": "http://u:hunter2@host"})})
     params = tracking.safe_params(cfg)
     assert params["loss.tau"] == "0.3" and "hunter2" not in str(params)
+
+
+def _trial_that_logs(uri: str, i: int, start_at: float) -> str:
+    """What one Tune trial does to the store: create its run, log the config, 6 epochs, finish."""
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))  # all 8 hit the store at the same moment
+    cfg = load_config(REPO / "conf" / "test_tiny.yaml", [f"mlflow.tracking_uri={uri}", "mlflow.experiment=concurrent",
+                                                         f"train.seed={i}"])
+    run_id = tracking.start_run(cfg, run_name=f"trial {i}")
+    logger = tracking.RunLogger(run_id, uri)
+    for epoch in range(6):
+        logger.log_epoch(epoch, {"loss": 1.0 / (epoch + 1), "val_map": i + epoch / 10})
+    logger.client.set_terminated(run_id)
+    return run_id
+
+
+def test_eight_concurrent_trials_on_one_sqlite_store_lose_nothing(tmp_path):
+    import multiprocessing as mp
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    start_at = time.time() + 8  # after every spawned interpreter has imported mlflow
+    with ProcessPoolExecutor(8, mp_context=mp.get_context("spawn")) as pool:
+        run_ids = list(pool.map(_trial_that_logs, [uri] * 8, range(8), [start_at] * 8))
+    client = tracking.MlflowClient(uri)
+    exp = client.get_experiment_by_name("concurrent")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert sorted(r.info.run_id for r in runs) == sorted(run_ids) and len(set(run_ids)) == 8
+    n_params = len(tracking.safe_params(load_config(REPO / "conf" / "test_tiny.yaml")))
+    for r in runs:
+        seed = int(r.data.params["train.seed"])
+        assert len(r.data.params) == n_params and r.info.status == "FINISHED"
+        for name in ("loss", "val_map"):
+            steps = [m.step for m in client.get_metric_history(r.info.run_id, name)]
+            assert sorted(steps) == list(range(6)), (name, steps)
+        vals = sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val_map"))
+        assert vals == [(e, pytest.approx(seed + e / 10)) for e in range(6)]

@@ -1,0 +1,269 @@
+"""Retrieval quality of NSH against the baselines, on one backbone's features and one split (issue #5).
+
+    python bench/quality.py --config conf/cifar10_quick.yaml            # 3 seeds x 16/32/64 bits
+    python bench/quality.py --config conf/cifar10_quick.yaml --quick    # 1 seed, 32 bits, small database
+
+Every method sees the same frozen-backbone features of the same NSH.md §3 split: the plain view of the
+training, query and database images, plus the config's cached augmented views for the trained methods.
+- float: cosine on the features themselves (top k), the ceiling codes approach.
+- LSH (random rotation, thresholds at the training medians, as faiss.IndexLSH), PCA + sign (faiss.PCAMatrix),
+  ITQ (faiss.ITQTransform): fitted on the training features.
+- NT-Xent on codes (the core of CIBHash) and NSH in several forms: trained by nsh.training.fit, the epoch
+  chosen by validation mAP only; the test queries are touched once, by the chosen model.
+
+Each trained run lives in runs/quality/<tag>/<method>_b<bits>_s<seed> and resumes (or is reused) when the
+bench is run again. Results: docs/results/<tag>.json and P-R plots, docs/results.md (rendered from every
+json there), and one MLflow parent run per bench with a child run per (method, bits, seed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nsh import checkpoint as ckpt_io  # noqa: E402
+from nsh import plots, tracking  # noqa: E402
+from nsh.codes import pack  # noqa: E402
+from nsh.config import load_config  # noqa: E402
+from nsh.features import backbone_features  # noqa: E402
+from nsh.metrics import cosine_map_at_k, evaluate  # noqa: E402
+from nsh.training import LocalSession, load_data, load_feature_rows, fit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+
+# name -> config overrides (trained methods) or None (fitted on features)
+METHODS: dict[str, list[str] | None] = {
+    "LSH": None,
+    "PCA + sign": None,
+    "ITQ": None,
+    "NT-Xent on codes (CIBHash core)": ["loss.name=nt_xent", "loss.tau=0.3"],
+    "NSH softsort, paper form": ["loss.sorter=softsort", "loss.m=1", "loss.own_positive=false", "loss.code_weight=0"],
+    "NSH torchsort, paper form": ["loss.sorter=torchsort", "loss.m=1", "loss.own_positive=false", "loss.code_weight=0"],
+    "NSH torchsort, own view + 1 mined + code NT-Xent": ["loss.sorter=torchsort", "loss.m=2", "loss.own_positive=true",
+                                                         "loss.code_weight=0.5"],
+    "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", "loss.m=2", "loss.own_positive=true",
+                                                        "loss.code_weight=0.5"],
+}
+QUICK = ["data.database_per_class=1000", "data.cache_views=2"]
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")[:48]
+
+
+def sign_codes(x: np.ndarray) -> np.ndarray:
+    return pack(np.where(x > 0, 1, -1))
+
+
+def fitted_encoder(name: str, train: np.ndarray, nbits: int, seed: int):
+    """A function features -> packed codes, fitted on the training features with faiss."""
+    d = train.shape[1]
+    if name == "LSH":
+        rot = faiss.RandomRotationMatrix(d, nbits)
+        rot.init(seed)
+        thresholds = np.median(rot.apply(train), axis=0)
+        return lambda x: sign_codes(rot.apply(x) - thresholds)
+    if name == "PCA + sign":
+        pca = faiss.PCAMatrix(d, nbits)
+        pca.train(train)
+        return lambda x: sign_codes(pca.apply(x))
+    if name == "ITQ":
+        itq = faiss.ITQTransform(d, nbits, True)
+        itq.itq.seed = seed
+        itq.train(train)
+        return lambda x: sign_codes(itq.apply(x))
+    raise ValueError(name)
+
+
+def plain_features(cfg, corpus, split, log) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """split name -> (float32 features of the plain view, labels), bad items dropped."""
+    out = {}
+    if corpus.kind == "features":
+        for s in ("train", "query", "database"):
+            f, kept = load_feature_rows(corpus, split[s], log)
+            out[s] = f, corpus.labels[kept]
+        return out
+    model = ckpt_io.build_model(cfg)
+    idx = np.concatenate([split[s] for s in ("train", "query", "database")])
+    feats = backbone_features(model, corpus, idx, cfg.data.cache_dir, cfg.data.image_size, log=log).astype(np.float32)
+    lo = 0
+    for s in ("train", "query", "database"):
+        f, labels = feats[lo: lo + len(split[s])], corpus.labels[split[s]]
+        lo += len(split[s])
+        ok = ~np.isnan(f).any(1)
+        out[s] = np.ascontiguousarray(f[ok]), labels[ok]
+    return out
+
+
+def train_and_encode(cfg, feats, log):
+    """fit() the config (resuming or reusing its run folder); codes of the best-by-validation epoch."""
+    t = time.time()
+    result = fit(cfg, log=log)
+    model, _, _ = ckpt_io.load_model(LocalSession(cfg.output_dir).best_checkpoint())
+    with torch.no_grad():
+        encode = lambda x: pack(torch.cat([model.hash_head(torch.from_numpy(x[i:i + 4096]))  # noqa: E731
+                                           for i in range(0, len(x), 4096)]))
+        codes = {s: encode(feats[s][0]) for s in ("query", "database")}
+    info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
+            "epochs": len(result.history), "train_seconds": time.time() - t}
+    return codes, info
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--quick", action="store_true", help="1 seed, 32 bits, 1,000 database items per class, 2 views")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--bits", type=int, nargs="+")
+    p.add_argument("--epochs", type=int, help="default: the config's train.epochs (8 with --quick)")
+    p.add_argument("--methods", nargs="+", help="run only methods whose name contains one of these words")
+    p.add_argument("--tag", help="name of this bench's results; default <config name>[_quick]")
+    p.add_argument("overrides", nargs="*", help="config overrides, key=value")
+    a = p.parse_intermixed_args()
+    seeds = a.seeds or ([0] if a.quick else [0, 1, 2])
+    bits = a.bits or ([32] if a.quick else [16, 32, 64])
+    base_cfg = load_config(a.config, a.overrides)
+    tag = a.tag or base_cfg.name + ("_quick" if a.quick else "")
+    work = ROOT / "runs" / "quality" / tag
+    shared = (QUICK if a.quick else []) + a.overrides + [
+        f"data.split_file={work / 'split.json'}", f"data.cache_dir={ROOT / 'runs' / 'quality' / 'cache'}",
+        "data.view_seed=0", "mlflow.experiment=nsh-quality"]
+    if a.epochs or a.quick:
+        shared.append(f"train.epochs={a.epochs or 8}")
+    cfg = load_config(a.config, shared)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    wall = time.time()
+
+    corpus, split = load_data(cfg)
+    feats = plain_features(cfg, corpus, split, log)
+    k = min(cfg.eval.k, len(feats["database"][0]))
+    log(f"{tag}: {len(feats['train'][0])} train, {len(feats['query'][0])} queries, {len(feats['database'][0])} "
+        f"database items; backbone {cfg.model.backbone} at {cfg.data.image_size} px; mAP@{k}")
+    parent = tracking.start_run(cfg, run_name=f"quality:{tag}", tags={"bench": "quality"})
+    client = tracking.MlflowClient(tracking.tracking_uri(cfg.mlflow.tracking_uri))
+
+    rows, curves = [], {}
+    ceiling = cosine_map_at_k(feats["query"][0], feats["database"][0], feats["query"][1], feats["database"][1], k)
+    rows.append({"method": "float features (cosine)", "bits": None, "seed": None, "map": ceiling})
+    client.log_metric(parent, "float_cosine_map", ceiling)
+    log(f"float features (cosine): mAP@{k} {ceiling:.4f}")
+    methods = {n: o for n, o in METHODS.items() if not a.methods or any(w in n for w in a.methods)}
+    for b in bits:
+        for name, extra in methods.items():
+            for s in seeds:
+                t = time.time()
+                run_cfg = load_config(a.config, shared + (extra or []) + [
+                    f"model.nbits={b}", f"train.seed={s}", f"output_dir={work / f'{slug(name)}_b{b}_s{s}'}"])
+                if extra is None:
+                    enc = fitted_encoder(name, feats["train"][0], b, s)
+                    codes, info = {x: enc(feats[x][0]) for x in ("query", "database")}, {}
+                else:
+                    codes, info = train_and_encode(run_cfg, feats, log=lambda *_: None)
+                m = evaluate(codes["query"], codes["database"], feats["query"][1], feats["database"][1], k)
+                row = {"method": name, "bits": b, "seed": s, "map": m.map_at_k, "map_tie_aware": m.tie_aware_map_at_k,
+                       "precision_h2": m.precision_at_radius2, **info, "seconds": time.time() - t}
+                rows.append(row)
+                if s == seeds[0]:
+                    curves.setdefault(b, {})[name] = (m.pr_precision, m.pr_recall)
+                child = tracking.start_run(run_cfg, run_name=f"{name} / {b} bits / seed {s}", parent_run_id=parent,
+                                           tags={"bench": "quality", "method": name})
+                for key, v in row.items():
+                    if isinstance(v, (int, float)) and key not in ("bits", "seed"):
+                        client.log_metric(child, key, float(v))
+                client.set_terminated(child)
+                val = f", val {info['best_val_map']:.4f} at epoch {info['best_epoch']}" if info else ""
+                log(f"{name:52s} {b:3d} bits seed {s}: mAP@{k} {m.map_at_k:.4f} (tie-aware "
+                    f"{m.tie_aware_map_at_k:.4f}, P@H<=2 {m.precision_at_radius2:.4f}{val}) {row['seconds']:.0f} s")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pictures = []
+    for b, c in curves.items():
+        pictures.append(plots.pr_curve(c, RESULTS / f"{tag}_pr_{b}bits.png", f"{tag}: P-R by Hamming radius, {b} bits"))
+    record = {
+        "tag": tag, "config": a.config,
+        "command": "python bench/quality.py " + shlex.join(sys.argv[1:]),
+        "backbone": f"{cfg.model.backbone} (frozen, pretrained) at {cfg.data.image_size} px, "
+                    f"{cfg.data.cache_views} cached augmented views per training image",
+        "protocol": {s: len(feats[s][0]) for s in ("train", "query", "database")} | {"k": k},
+        "epochs": cfg.train.epochs, "seeds": seeds, "bits": bits,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+                   f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
+        "wall_seconds": time.time() - wall, "mlflow_run_id": parent, "rows": rows,
+        "plots": [p.name for p in pictures],
+    }
+    out = RESULTS / f"{tag}.json"
+    out.write_text(json.dumps(record, indent=2))
+    render_summary()
+    for f in [out, ROOT / "docs" / "results.md", *pictures]:
+        client.log_artifact(parent, str(f))
+    client.set_terminated(parent)
+    log(f"wrote {out} and docs/results.md ({record['wall_seconds'] / 60:.1f} min)")
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds per (method, bits)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["bits"]), []).append(r)
+    out = []
+    for (method, b), rs in groups.items():
+        agg = {"method": method, "bits": b, "n": len(rs)}
+        for key in ("map", "map_tie_aware", "precision_h2", "best_val_map"):
+            vals = [r[key] for r in rs if key in r]
+            if vals:
+                agg[key] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+        out.append(agg)
+    return out
+
+
+def _cell(v) -> str:
+    return "" if v is None else f"{v[0]:.4f} ± {v[1]:.4f}"
+
+
+def render_summary() -> None:
+    """docs/results.md from every docs/results/*.json: one table per bench, bit lengths side by side."""
+    lines = ["# Retrieval quality (`bench/quality.py`)", "",
+             "Rendered by `bench/quality.py` from `docs/results/*.json`; each section is one run of the bench, with "
+             "its command. mAP@k on the test queries against the database, mean ± sample std over seeds; "
+             "the epoch of every trained method was chosen on the validation split only.", ""]
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        agg = summarize(r["rows"])
+        bits = r["bits"]
+        lines += [f"## {r['tag']}", "", f"- command: `{r['command']}`", f"- backbone: {r['backbone']}",
+                  f"- split: {r['protocol']}; {r['epochs']} epochs; seeds {r['seeds']}",
+                  f"- machine: {r['machine']}; wall time {r['wall_seconds'] / 60:.1f} min; MLflow run "
+                  f"`{r['mlflow_run_id']}`", ""]
+        for metric, title in (("map", f"mAP@{r['protocol']['k']}"), ("map_tie_aware", "tie-aware mAP"),
+                              ("precision_h2", "P@H≤2"), ("best_val_map", "best validation mAP")):
+            lines += [f"**{title}**", "", "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",
+                      "|---|" + "---|" * len(bits)]
+            for method in dict.fromkeys(a["method"] for a in agg):
+                if method.startswith("float"):
+                    if metric == "map":
+                        ceiling = next(a for a in agg if a["method"] == method)["map"][0]
+                        lines.append(f"| {method} | " + " | ".join(f"{ceiling:.4f}" for _ in bits) + " |")
+                    continue
+                cells = [_cell(next((a.get(metric) for a in agg if a["method"] == method and a["bits"] == b), None))
+                         for b in bits]
+                if any(cells):
+                    lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += [f"![P-R, {p}](results/{p})" for p in r["plots"]] + [""]
+    (ROOT / "docs" / "results.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
