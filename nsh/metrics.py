@@ -15,6 +15,8 @@ chunk of queries.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +24,7 @@ from scipy.special import gammaln
 
 from nsh.codes import CodeLengthError, hamming_matrix
 
-QUERY_CHUNK = 128  # a (128 x 1M) int32 distance matrix is 0.5 GB: bounded memory for any database size
+QUERY_CHUNK = 128  # query rows per chunk at most: bounded memory for any database size
 
 
 @dataclass
@@ -59,25 +61,39 @@ def relevance(query_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
     return (query_labels.astype(np.float32) @ db_labels.astype(np.float32).T) > 0
 
 
+def _chunks(n_query: int, n_db: int) -> list[slice]:
+    # ~32M distances per chunk: the stable ranking's int64 index array stays near 256 MB for any database size.
+    rows = max(1, min(QUERY_CHUNK, 2**25 // max(n_db, 1)))
+    return [slice(lo, lo + rows) for lo in range(0, n_query, rows)]
+
+
+def _map_chunks(fn, query_codes, db_codes, query_labels, db_labels) -> list:
+    """fn(dist, rel) over query chunks, in threads: popcount and radix sort release the GIL."""
+    query_labels = np.asarray(query_labels)
+
+    def one(sl):
+        return fn(hamming_matrix(query_codes[sl], db_codes), relevance(query_labels[sl], db_labels))
+
+    chunks = _chunks(len(query_codes), len(db_codes))
+    if len(chunks) == 1:
+        return [one(chunks[0])]
+    with ThreadPoolExecutor(min(len(chunks), os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, chunks))
+
+
 def evaluate(query_codes, db_codes, query_labels, db_labels, k: int, nbits: int | None = None) -> RetrievalMetrics:
     """All metrics of this module in one pass over the (query x database) Hamming distances."""
     query_codes, db_codes = np.asarray(query_codes, np.uint8), np.asarray(db_codes, np.uint8)
     _check(query_codes, db_codes, query_labels, db_labels, k)
     nbits = nbits or db_codes.shape[1] * 8
-    ap, ap_tie, hist_all, hist_rel = [], [], [], []
-    n_relevant_total = []
-    for lo in range(0, len(query_codes), QUERY_CHUNK):
-        sl = slice(lo, lo + QUERY_CHUNK)
-        dist = hamming_matrix(query_codes[sl], db_codes)
-        rel = relevance(np.asarray(query_labels)[sl], db_labels)
-        ap.append(_ap_stable(dist, rel, k))
+
+    def chunk(dist, rel):
         h_all, h_rel = _histograms(dist, rel, nbits)
-        ap_tie.append(_ap_tie_aware(h_all, h_rel, k))
-        hist_all.append(h_all)
-        hist_rel.append(h_rel)
-        n_relevant_total.append(rel.sum(1))
+        return _ap_stable(dist, rel, k), _ap_tie_aware(h_all, h_rel, k), h_all, h_rel, rel.sum(1)
+
+    ap, ap_tie, hist_all, hist_rel, n_relevant = zip(*_map_chunks(chunk, query_codes, db_codes, query_labels, db_labels))
     h_all, h_rel = np.concatenate(hist_all), np.concatenate(hist_rel)
-    precision, recall = _pr_from_histograms(h_all, h_rel, np.concatenate(n_relevant_total))
+    precision, recall = _pr_from_histograms(h_all, h_rel, np.concatenate(n_relevant))
     return RetrievalMetrics(
         map_at_k=float(np.concatenate(ap).mean()),
         tie_aware_map_at_k=float(np.concatenate(ap_tie).mean()),
@@ -90,7 +106,10 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, k: int, nbits: int 
 
 def map_at_k(query_codes, db_codes, query_labels, db_labels, k: int) -> float:
     """mAP@k with Hamming ties broken by database index."""
-    return evaluate(query_codes, db_codes, query_labels, db_labels, k).map_at_k
+    query_codes, db_codes = np.asarray(query_codes, np.uint8), np.asarray(db_codes, np.uint8)
+    _check(query_codes, db_codes, query_labels, db_labels, k)
+    ap = _map_chunks(lambda dist, rel: _ap_stable(dist, rel, k), query_codes, db_codes, query_labels, db_labels)
+    return float(np.concatenate(ap).mean())
 
 
 def tie_aware_map_at_k(query_codes, db_codes, query_labels, db_labels, k: int) -> float:
@@ -109,9 +128,7 @@ def precision_at_radius(query_codes, db_codes, query_labels, db_labels, radius: 
     q, db = np.asarray(query_codes, np.uint8), np.asarray(db_codes, np.uint8)
     _check(q, db, query_labels, db_labels, 1)
     nbits = db.shape[1] * 8
-    hists = [_histograms(hamming_matrix(q[lo:lo + QUERY_CHUNK], db),
-                         relevance(np.asarray(query_labels)[lo:lo + QUERY_CHUNK], db_labels), nbits)
-             for lo in range(0, len(q), QUERY_CHUNK)]
+    hists = _map_chunks(lambda dist, rel: _histograms(dist, rel, nbits), q, db, query_labels, db_labels)
     return _precision_within(np.concatenate([h[0] for h in hists]), np.concatenate([h[1] for h in hists]), radius)
 
 
@@ -133,12 +150,19 @@ def _check(query_codes, db_codes, query_labels, db_labels, k):
 
 
 def _ap_stable(dist: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
-    n = dist.shape[1]
-    # dist * n + index orders by distance, then by database index: a stable tie rule in one integer key.
-    key = dist.astype(np.int64) * n + np.arange(n)
-    top = np.argpartition(key, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), key.shape)
-    top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
-    return _ap_of_ranking(np.take_along_axis(rel, top, 1))
+    return _ap_of_ranking(np.take_along_axis(rel, _top_k_stable(dist, k), 1))
+
+
+def _top_k_stable(dist: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the k nearest database indices ordered by distance, then by index: what a stable full sort gives,
+    without sorting everything. Distances are small integers, so counting finds the radius r that the k-th item
+    sits at; only the items within r (in index order) are sorted, stably."""
+    top = np.empty((len(dist), k), dtype=np.int64)
+    for i, row in enumerate(dist):
+        r = np.searchsorted(np.cumsum(np.bincount(row)), k)
+        within = np.flatnonzero(row <= r)
+        top[i] = within[np.argsort(row[within], kind="stable")[:k]]
+    return top
 
 
 def _ap_of_ranking(hits: np.ndarray) -> np.ndarray:
@@ -172,7 +196,7 @@ def _histograms(dist: np.ndarray, rel: np.ndarray, nbits: int) -> tuple[np.ndarr
     flat = (dist + (nbits + 1) * np.arange(q)[:, None]).ravel()
     size = q * (nbits + 1)
     h_all = np.bincount(flat, minlength=size).reshape(q, nbits + 1)
-    h_rel = np.bincount(flat, weights=rel.ravel(), minlength=size).reshape(q, nbits + 1).astype(np.int64)
+    h_rel = np.bincount(flat[rel.ravel()], minlength=size).reshape(q, nbits + 1)
     return h_all, h_rel
 
 

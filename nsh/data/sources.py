@@ -203,7 +203,8 @@ def feature_file(path: str | Path) -> Corpus:
         raise DatasetNotFoundError(f"feature file {path} does not exist; set data.root or encode.input to it")
     ids = labels = None
     if path.suffix == ".npy":
-        feats = np.load(path)
+        # memory-mapped: a 1M-row file is paged in as rows are read, not loaded whole into every encoder
+        feats = np.load(path, mmap_mode="r")
     elif path.suffix == ".npz":
         with np.load(path) as z:
             feats = z["features"]
@@ -218,17 +219,16 @@ def feature_file(path: str | Path) -> Corpus:
         ids = t.column("id").to_numpy().astype(str) if "id" in t.column_names else None
     else:
         raise ValueError(f"{path}: unsupported feature file type {path.suffix!r}; use .npy, .npz or .parquet")
-    feats = np.asarray(feats, dtype=np.float32)
     if feats.ndim != 2:
         raise ValueError(f"{path}: features must be 2-D (n, dim), got shape {feats.shape}")
-    ids = ids if ids is not None else np.array([f"{i}" for i in range(len(feats))])
+    ids = ids if ids is not None else np.arange(len(feats)).astype(str)
     labels = labels if labels is not None else np.full(len(feats), -1, dtype=np.int64)
-    finite = np.isfinite(feats).all(1)
 
     def load(i):
-        if not finite[i]:
+        row = np.asarray(feats[i], dtype=np.float32)
+        if not np.isfinite(row).all():
             raise BadItemError(ids[i], "feature row contains NaN or Inf; recompute or drop this row")
-        return feats[i]
+        return row
 
     return Corpus(path.stem, ids, np.asarray(labels), "features", load, None, None, feats.shape[1])
 

@@ -1,0 +1,361 @@
+"""Each stage against its limit, side by side in one run on one machine (issue #6).
+
+    python bench/performance.py [--quick] [--only sorting step encode scale search metrics]
+
+Sections (each a ratio of two things measured here, now; medians of --repeats):
+- sorting: SortedNCE forward + backward with softsort / torchsort / plain InfoNCE, time and peak memory by batch n.
+- step: one whole training step (heads on cached features, and a fine-tuned backbone) with each loss.
+- encode: the Ray Data encode pipeline against a plain PyTorch loop over the same model and images.
+- scale: the Ray Data pipeline over 100k -> 1M feature rows and a growing image folder: time and peak memory.
+- search: nsh.search.HammingIndex against raw faiss IndexBinaryFlat on 1M codes; scan rate against a NumPy copy;
+  IndexBinaryMultiHash recall and speed at 64 and 128 bits.
+- metrics: mAP@1000 on 1,000 x 54,000 against a naive NumPy loop that fully sorts each query's distances.
+Writes docs/performance.json and docs/performance.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from nsh.codes import hamming_matrix, pack  # noqa: E402
+from nsh.config import load_config  # noqa: E402
+from nsh.metrics import map_at_k  # noqa: E402
+from nsh.search import HammingIndex  # noqa: E402
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def isolated(code: str) -> dict:
+    """Run `code` (which prints one JSON line last) in a fresh interpreter: an honest peak RSS per measurement."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"})
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["killed"])[-1][:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- sorting
+SORT_CODE = """
+import json, resource, torch
+from sorters import measure
+torch.set_num_threads({threads})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sec, _ = measure({kind!r}, {n}, {nbits}, 128, "cpu", {repeats})
+print(json.dumps({{"seconds": sec, "peak_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}}))
+"""
+
+
+def sorting(a) -> list[dict]:
+    rows = []
+    sizes = [64, 256, 1024] if a.quick else [64, 256, 512, 1024, 2048, 4096, 8192]
+    for n in sizes:
+        for kind in ("infonce", "torchsort", "softsort"):
+            # softsort holds several n x n x n float tensors: n = 1024 took 20.5 GiB on the H100 (docs/gpu).
+            if kind == "softsort" and n > 512:
+                rows.append({"n": n, "sorter": kind, "note": f"not run: ~{20.5 * (n / 1024) ** 3:.0f} GiB (n^3)"})
+                continue
+            r = isolated(SORT_CODE.format(threads=a.threads, kind=kind, n=n, nbits=64, repeats=a.repeats))
+            rows.append({"n": n, "sorter": kind, **r})
+            log(f"sorting n={n:5d} {kind:9s} " + (f"{r['seconds'] * 1e3:9.1f} ms, peak +{r['peak_mib']:7.0f} MiB"
+                                                  if "seconds" in r else r["error"]))
+    return rows
+
+
+# ---------------------------------------------------------------- training step
+def training_step(a) -> list[dict]:
+    """One optimiser step of the real model and loss, by sorter; InfoNCE (own view only, no sort) as the floor."""
+    from nsh.checkpoint import build_model
+    from nsh.losses import SortedNCE
+    from nsh.sorters import build_sorter
+
+    rows = []
+    cases = [("heads on cached features (quick preset)", "conf/cifar10_quick.yaml", 256, []),
+             ("fine-tuned backbone, 96 px (full preset's model)", "conf/cifar10_full.yaml", 64, ["data.image_size=96"])]
+    for what, conf, n, extra in cases:
+        cfg = load_config(ROOT / conf, extra + [f"train.batch_size={n}"])
+        for kind in ("infonce", "torchsort", "softsort"):
+            torch.manual_seed(0)
+            model = build_model(cfg)
+            feature = cfg.model.freeze_backbone
+            x = (torch.randn(2 * n, model.feature_dim) if feature else
+                 torch.randn(2 * n, 3, cfg.data.image_size, cfg.data.image_size))
+            # the paper's SortedNCE (m = 1) with each sorter; the floor is the own view as the only positive
+            # and every other candidate a negative: InfoNCE on the latents, nothing sorted
+            loss_fn = SortedNCE(build_sorter("softsort" if kind == "infonce" else kind, cfg.loss.steepness), m=1,
+                                tau=cfg.loss.tau, own_positive=kind == "infonce")
+            opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+            def step():
+                codes, z = model(x, is_feature=feature)
+                loss = loss_fn(codes[:n], z[:n], codes[n:], z[n:])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+            sec = median_time(step, a.repeats if feature else max(2, a.repeats // 2))
+            rows.append({"case": what, "batch": n, "loss": kind, "seconds": sec})
+            log(f"step {what} n={n} {kind:9s} {sec * 1e3:9.1f} ms")
+    return rows
+
+
+# ---------------------------------------------------------------- encoding
+def _trained_checkpoint(tmp: Path, cifar_root: str | None) -> Path:
+    """A quick-preset model (1 short epoch on a small split): what encode needs, trained for real."""
+    from nsh.training import LocalSession, fit
+
+    cfg = load_config(ROOT / "conf" / "test_tiny.yaml", [
+        f"output_dir={tmp}/model", f"data.split_file={tmp}/split.json", "train.epochs=1", "data.image_size=96",
+        "model.hidden=1024", "model.latent_dim=128", "model.nbits=64"] + ([f"data.root={cifar_root}"] if cifar_root else []))
+    fit(cfg, log=lambda *_: None)
+    return LocalSession(cfg.output_dir).latest_checkpoint() / "checkpoint.pt"
+
+
+class RssSampler:
+    """Peak summed RSS of the processes whose command line contains `word`, sampled every 0.2 s."""
+
+    def __init__(self, word: str):
+        self.word, self.peak, self._stop = word, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            total = 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    if self.word in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                        total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                except (OSError, ValueError):
+                    continue
+            self.peak = max(self.peak, total)
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def ray_encode(ckpt: Path, spec, indices: np.ndarray, out: Path, concurrency: int, shard_size: int) -> float:
+    from pipelines import ray_runtime
+    from nsh.encoding import plan
+
+    cfg = load_config(ROOT / "conf" / "test_tiny.yaml", [f"encode.concurrency={concurrency}",
+                                                        f"encode.shard_size={shard_size}", "encode.batch_size=256"])
+    t = time.perf_counter()
+    shards = plan(out, spec.build().ids[indices], shard_size, str(ckpt))
+    ray_runtime.encode(shards, ckpt, spec, str(ckpt), indices, out, cfg)
+    return time.perf_counter() - t
+
+
+def encoding(a, tmp: Path) -> list[dict]:
+    """Ray Data pipeline vs the plain loop over the same images: the ratio of items/s, each end to end."""
+    from pipelines import ray_runtime
+    from nsh.encoding import CorpusSpec, ShardEncoder, encode_local
+
+    ckpt = _trained_checkpoint(tmp, a.cifar_root)
+    spec = CorpusSpec("cifar10", a.cifar_root)
+    n = 2048 if a.quick else 8192
+    idx = np.arange(n)
+    rows = []
+    torch.set_num_threads(a.threads)
+    enc = ShardEncoder(ckpt, spec, str(ckpt), batch_size=256)
+    t = time.perf_counter()
+    encode_local(enc, idx, tmp / "plain", shard_size=n, log=lambda *_: None)
+    plain = n / (time.perf_counter() - t)
+    rows.append({"what": f"plain PyTorch loop, {a.threads} threads", "items": n, "items_per_s": plain})
+    log(f"encode plain loop: {plain:.0f} images/s")
+    ray_runtime.connect(load_config(ROOT / "conf" / "test_tiny.yaml", [f"ray.num_cpus={a.threads}"]))
+    for actors in (1, a.threads):
+        # each actor runs with one thread: `actors` processes share the same cores the plain loop used
+        sec = ray_encode(ckpt, spec, idx, tmp / f"ray{actors}", actors, max(256, n // (4 * actors)))
+        rows.append({"what": f"Ray Data pipeline, {actors} actor(s) x 1 thread", "items": n, "items_per_s": n / sec,
+                     "ratio_to_plain": n / sec / plain})
+        log(f"encode Ray Data, {actors} actor(s): {n / sec:.0f} images/s ({n / sec / plain:.2f} of the plain loop)")
+    return rows
+
+
+def scaling(a, tmp: Path) -> list[dict]:
+    """Feature rows 100k -> 1M and a growing image folder through the Ray Data pipeline: time and peak RSS."""
+    from nsh.checkpoint import build_model, save
+    from nsh.encoding import CorpusSpec
+
+    rows = []
+    d = 256
+    cfg = load_config(ROOT / "conf" / "test_tiny.yaml", ["data.dataset=features", "model.backbone=features",
+                                                         f"model.feature_dim={d}", "data.cache_views=0",
+                                                         "model.nbits=64", "model.hidden=512"])
+    model = build_model(cfg)
+    ckpt = save(tmp / "features_model", model, cfg, 0, {})
+    rng = np.random.default_rng(0)
+    sizes = [20_000, 100_000] if a.quick else [100_000, 300_000, 1_000_000]
+    big = tmp / "features.npy"
+    np.save(big, rng.standard_normal((max(sizes), d), dtype=np.float32))
+    for n in sizes:
+        path = tmp / f"features_{n}.npy"
+        np.save(path, np.load(big, mmap_mode="r")[:n])
+        with RssSampler("ray::") as rss:
+            sec = ray_encode(ckpt, CorpusSpec("features", str(path)), np.arange(n), tmp / f"scale_{n}", 2, 20_000)
+        rows.append({"corpus": "feature rows", "items": n, "seconds": sec, "items_per_s": n / sec,
+                     "peak_ray_rss_mib": rss.peak / 2**20})
+        log(f"scale: {n:8d} feature rows {sec:6.1f} s ({n / sec:.0f} rows/s), Ray workers peak {rss.peak / 2**20:.0f} MiB")
+        path.unlink()
+    ckpt_img = _trained_checkpoint(tmp / "img", a.cifar_root)
+    for n in ([1024, 2048] if a.quick else [2048, 4096, 8192]):
+        with RssSampler("ray::") as rss:
+            sec = ray_encode(ckpt_img, CorpusSpec("cifar10", a.cifar_root), np.arange(n), tmp / f"scale_img_{n}", 2, 1024)
+        rows.append({"corpus": "CIFAR-10 image folder (JPEG, 96 px)", "items": n, "seconds": sec, "items_per_s": n / sec,
+                     "peak_ray_rss_mib": rss.peak / 2**20})
+        log(f"scale: {n:8d} images {sec:6.1f} s ({n / sec:.0f} images/s), Ray workers peak {rss.peak / 2**20:.0f} MiB")
+    return rows
+
+
+# ---------------------------------------------------------------- search
+def clustered_codes(rng, n: int, nbits: int, centers: int = 2000, flip: float = 0.08) -> np.ndarray:
+    """Codes with near neighbours, as trained codes have: noisy copies of cluster centres."""
+    c = rng.integers(0, 2, (centers, nbits), dtype=np.uint8)
+    bits = c[rng.integers(0, centers, n)] ^ (rng.random((n, nbits)) < flip).astype(np.uint8)
+    return np.packbits(bits, axis=1)
+
+
+def search(a) -> list[dict]:
+    rng = np.random.default_rng(0)
+    n = 200_000 if a.quick else 1_000_000
+    nq, k = 1000, 100
+    rows = []
+    db = clustered_codes(rng, n, 64)
+    q = clustered_codes(np.random.default_rng(1), nq, 64)
+    raw = faiss.IndexBinaryFlat(64)
+    raw.add(db)
+    ours = HammingIndex.build(db, 64)
+    t_raw = median_time(lambda: raw.search(q, k), a.repeats)
+    t_ours = median_time(lambda: ours.search(q, k), a.repeats)
+    scanned = nq * n * 8  # bytes of codes compared
+    buf = np.ones(512 * 2**20, np.uint8)
+    t_copy = median_time(lambda: buf.copy(), a.repeats)
+    bandwidth = 2 * buf.nbytes / t_copy  # read + write
+    rows.append({"what": f"flat, {n} x 64-bit codes, {nq} queries, k={k}", "faiss_qps": nq / t_raw, "nsh_qps": nq / t_ours,
+                 "ratio": t_raw / t_ours, "scan_bytes_per_s": scanned / t_ours, "numpy_copy_bytes_per_s": bandwidth,
+                 "threads": faiss.omp_get_max_threads()})
+    log(f"search flat: faiss {nq / t_raw:.0f} q/s, nsh {nq / t_ours:.0f} q/s ({t_raw / t_ours:.3f}); scan "
+        f"{scanned / t_ours / 1e9:.2f} GB/s vs NumPy copy {bandwidth / 1e9:.2f} GB/s")
+    for nbits in (64, 128):
+        db = clustered_codes(rng, n, nbits)
+        q = clustered_codes(np.random.default_rng(1), nq, nbits)
+        flat = HammingIndex.build(db, nbits)
+        t_flat = median_time(lambda: flat.search(q, 10), a.repeats)
+        _, truth = flat.search(q, 10)
+        for nhash in (2, 4, 8):
+            mh = HammingIndex.build(db, nbits, kind="multihash", nhash=nhash)
+            t_mh = median_time(lambda: mh.search(q, 10), a.repeats)
+            _, got = mh.search(q, 10)
+            recall = np.mean([len(set(g[g >= 0]) & set(t)) / 10 for g, t in zip(got, truth)])
+            rows.append({"what": f"multihash {nbits} bits, nhash={nhash}, k=10", "qps": nq / t_mh,
+                         "flat_qps": nq / t_flat, "speedup": t_flat / t_mh, "recall_at_10": float(recall)})
+            log(f"search multihash {nbits} bits nhash={nhash}: {nq / t_mh:.0f} q/s ({t_flat / t_mh:.1f}x flat), "
+                f"recall@10 {recall:.3f}")
+    return rows
+
+
+# ---------------------------------------------------------------- metrics
+def naive_map(q, db, ql, dl, k) -> float:
+    """mAP@k the way most hashing code computes it (e.g. DeepHash's CalcTopMap): +-1 float codes, distance by dot
+    product, a full sort of each query's distances; the sort made stable so that ties fall as in nsh."""
+    bq, bdb = np.unpackbits(q, axis=1) * 2.0 - 1, np.unpackbits(db, axis=1) * 2.0 - 1
+    nbits = bq.shape[1]
+    aps = []
+    for i in range(len(q)):
+        hamm = 0.5 * (nbits - bdb @ bq[i])
+        gnd = (dl == ql[i]).astype(np.float64)[np.argsort(hamm, kind="stable")][:k]
+        hits = np.cumsum(gnd)
+        aps.append((gnd * hits / np.arange(1, k + 1)).sum() / hits[-1] if hits[-1] else 0.0)
+    return float(np.mean(aps))
+
+
+def metrics(a) -> list[dict]:
+    rng = np.random.default_rng(0)
+    nq, ndb, k = (1000, 54_000, 1000) if a.quick else (1000, 54_000, 1000)
+    ql, dl = rng.integers(0, 10, nq), rng.integers(0, 10, ndb)
+    # label-correlated 32-bit codes, so that AP is neither 0 nor 1
+    centers = rng.integers(0, 2, (10, 32))
+    make = lambda lab: pack(np.where((centers[lab] ^ (rng.random((len(lab), 32)) < 0.3)) > 0, 1, -1))  # noqa: E731
+    q, db = make(ql), make(dl)
+    t_ours = median_time(lambda: map_at_k(q, db, ql, dl, k), a.repeats)
+    ours = map_at_k(q, db, ql, dl, k)
+    t = time.perf_counter()
+    naive = naive_map(q, db, ql, dl, k)
+    t_naive = time.perf_counter() - t
+    row = {"what": f"mAP@{k}, {nq} queries x {ndb} database, 32 bits", "nsh_seconds": t_ours, "naive_seconds": t_naive,
+           "speedup": t_naive / t_ours, "nsh_map": ours, "naive_map": naive, "abs_difference": abs(ours - naive)}
+    log(f"metrics: nsh {t_ours:.2f} s, naive {t_naive:.1f} s ({t_naive / t_ours:.0f}x), |diff| {abs(ours - naive):.1e}")
+    return [row]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller sizes: a check that every section runs")
+    p.add_argument("--only", nargs="+", choices=["sorting", "step", "encode", "scale", "search", "metrics"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--cifar-root", help="CIFAR-10 image folder; default: the project's usual location")
+    p.add_argument("--out", default=str(ROOT / "docs" / "performance.json"))
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    wall = time.time()
+    sections = {"sorting": sorting, "step": training_step, "encode": encoding, "scale": scaling, "search": search,
+                "metrics": metrics}
+    result = {"command": "python bench/performance.py " + shlex.join(sys.argv[1:]),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, torch "
+                         f"{torch.__version__}, faiss {faiss.__version__}",
+              "threads": a.threads, "repeats": a.repeats}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fn in sections.items():
+            if a.only and name not in a.only:
+                continue
+            t = time.time()
+            args = (a, Path(tmp) / name) if name in ("encode", "scale") else (a,)
+            result[name] = fn(*args)
+            log(f"== {name}: {time.time() - t:.0f} s")
+    result["wall_seconds"] = time.time() - wall
+    Path(a.out).write_text(json.dumps(result, indent=2))
+    log(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
