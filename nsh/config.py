@@ -179,7 +179,7 @@ class Config(Section):
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, for MLflow params."""
-        return dict(_flatten(self.dump()))
+        return dict(flatten_dict(self.dump()))
 
 
 def describe_keys() -> str:
@@ -200,10 +200,10 @@ def describe_keys() -> str:
     return "\n".join(lines)
 
 
-def _flatten(d: dict, prefix: str = ""):
+def flatten_dict(d: dict, prefix: str = ""):
     for k, v in d.items():
         if isinstance(v, dict) and v and k != "space":
-            yield from _flatten(v, f"{prefix}{k}.")
+            yield from flatten_dict(v, f"{prefix}{k}.")
         else:
             yield f"{prefix}{k}", v
 

@@ -6,6 +6,7 @@ Default store: a sqlite database in the working directory (mlflow.db) with artif
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import yaml
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
-from nsh.config import Config
+from nsh.config import Config, flatten_dict
 
 CHAMPION = "champion"
 SECRET_WORDS = ("token", "password", "secret", "key", "credential")
@@ -50,15 +51,31 @@ def setup(cfg: Config) -> tuple[MlflowClient, str]:
     return client, exp_id
 
 
+def redact(uri: str | None) -> str | None:
+    """The URI with any user:password@ part replaced by ***@: what logs, params and files may show."""
+    return re.sub(r"//[^/@]*@", "//***@", uri) if uri else uri
+
+
+def safe_config(cfg: Config) -> dict:
+    """The config as a nested dict with anything that looks like a credential masked (for params and artifacts)."""
+    def mask(section: dict) -> dict:
+        out = {}
+        for k, v in section.items():
+            if isinstance(v, dict):
+                out[k] = mask(v)
+            elif any(w in k.lower() for w in SECRET_WORDS) and v not in (None, ""):
+                out[k] = "***"
+            elif isinstance(v, str) and "://" in v:
+                out[k] = redact(v)
+            else:
+                out[k] = v
+        return out
+    return mask(cfg.dump())
+
+
 def safe_params(cfg: Config) -> dict[str, str]:
-    """The whole config as params, with anything that looks like a credential masked."""
-    out = {}
-    for k, v in cfg.flat().items():
-        hidden = any(w in k.lower().rsplit(".", 1)[-1] for w in SECRET_WORDS) and v not in (None, "")
-        out[k] = "***" if hidden else str(v)[:500]
-    if cfg.mlflow.tracking_uri and "@" in cfg.mlflow.tracking_uri:  # user:password@host
-        out["mlflow.tracking_uri"] = "***"
-    return out
+    """The whole config as params (dotted keys), credentials masked."""
+    return {k: str(v)[:500] for k, v in flatten_dict(safe_config(cfg))}
 
 
 def start_run(cfg: Config, run_name: str | None = None, parent_run_id: str | None = None, tags=None) -> str:
@@ -70,7 +87,7 @@ def start_run(cfg: Config, run_name: str | None = None, parent_run_id: str | Non
     client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in safe_params(cfg).items()])
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "config.yaml"
-        p.write_text(yaml.safe_dump(cfg.dump(), sort_keys=False))
+        p.write_text(yaml.safe_dump(safe_config(cfg), sort_keys=False))
         client.log_artifact(run.info.run_id, str(p))
     return run.info.run_id
 

@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     client, _ = tracking.setup(cfg)
     run_id = find_run(cfg) or tracking.start_run(cfg)
     (out / "mlflow_run_id").write_text(run_id)
-    log(f"MLflow run {run_id} in {uri}")
+    log(f"MLflow run {run_id} in {tracking.redact(uri)}")
 
     ray_runtime.connect(cfg)
     log("preparing data and feature caches")
@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
     logger = tracking.RunLogger(run_id, uri)
     logger.log_metrics({"best_val_map": val_map, "best_epoch": ckpt["epoch"]})
 
-    summary = {"run_id": run_id, "tracking_uri": uri, "best_val_map": val_map, "best_epoch": int(ckpt["epoch"]),
+    summary = {"run_id": run_id, "tracking_uri": tracking.redact(uri), "best_val_map": val_map, "best_epoch": int(ckpt["epoch"]),
                "checkpoint": str(best_file), "history": history,
                **register_best(cfg, client, run_id, best_file, val_map, cfg)}
     client.set_terminated(run_id, "FINISHED")

@@ -54,7 +54,7 @@ def main(argv=None) -> dict:
     marker = out / "mlflow_sweep_run_id"
     parent = marker.read_text().strip() if marker.is_file() else tracking.start_run(cfg, f"{cfg.name} sweep")
     marker.write_text(parent)
-    log(f"MLflow parent run {parent} in {uri}")
+    log(f"MLflow parent run {parent} in {tracking.redact(uri)}")
 
     ray_runtime.connect(cfg)
     ray_runtime.prepare(cfg)

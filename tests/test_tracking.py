@@ -1,4 +1,6 @@
 """MLflow on a real sqlite store: the champion alias rule, the pyfunc encoder, secrets kept out of params."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,18 @@ def test_params_hold_the_whole_config_but_no_secrets(store):
     cfg = cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={"tracking_uri": "http://u:hunter2@host"})})
     params = tracking.safe_params(cfg)
     assert params["loss.tau"] == "0.3" and "hunter2" not in str(params)
+    assert params["mlflow.tracking_uri"] == "http://***@host"
+
+
+def test_logged_config_artifact_and_summary_uri_hold_no_credentials(store, tmp_path):
+    cfg, client = store
+    cfg = cfg.model_copy(update={"ray": cfg.ray.model_copy(update={"address": "ray://admin:s3cret@head:10001"})})
+    run_id = tracking.start_run(cfg)
+    logged = (Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path)))).read_text()
+    assert "s3cret" not in logged and "ray://***@head:10001" in logged
+    assert "s3cret" not in str(client.get_run(run_id).data.params)
+    assert tracking.redact("https://u:p@mlflow.example:5000/x") == "https://***@mlflow.example:5000/x"
+    assert tracking.redact("sqlite:////data/a@b/mlflow.db") == "sqlite:////data/a@b/mlflow.db"
 
 
 def _trial_that_logs(uri: str, i: int, start_at: float) -> str:
