@@ -225,7 +225,7 @@ def feature_file(path: str | Path) -> Corpus:
     labels = labels if labels is not None else np.full(len(feats), -1, dtype=np.int64)
 
     def load(i):
-        row = np.asarray(feats[i], dtype=np.float32)
+        row = np.array(feats[i], dtype=np.float32)  # a copy: rows of a read-only memory map are not writable
         if not np.isfinite(row).all():
             raise BadItemError(ids[i], "feature row contains NaN or Inf; recompute or drop this row")
         return row
