@@ -237,7 +237,11 @@ def render_summary() -> None:
     lines = ["# Retrieval quality (`bench/quality.py`)", "",
              "Rendered by `bench/quality.py` from `docs/results/*.json`; each section is one run of the bench, with "
              "its command. mAP@k on the test queries against the database, mean ± sample std over seeds; "
-             "the epoch of every trained method was chosen on the validation split only.", ""]
+             "the epoch of every trained method was chosen on the validation split only. Runs made outside this "
+             "bench (the fine-tuned GPU run, the SortedNCE variants, the sweeps) are in `docs/measurements.md`.", ""]
+    findings = RESULTS / "findings.md"  # hand-written reading of the tables, kept across re-renders
+    if findings.is_file():
+        lines += [findings.read_text().strip(), ""]
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         agg = summarize(r["rows"])
