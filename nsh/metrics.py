@@ -181,11 +181,11 @@ def cosine_map_at_k(query_feats, db_feats, query_labels, db_labels, k: int) -> f
     if not 1 <= k <= len(db):
         raise ValueError(f"k={k} must be between 1 and the database size ({len(db)}); lower k")
     ap = []
-    for lo in range(0, len(q), QUERY_CHUNK):
-        sim = q[lo:lo + QUERY_CHUNK] @ db.T
+    for sl in _chunks(len(q), len(db)):
+        sim = q[sl] @ db.T
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < len(db) else np.broadcast_to(np.arange(len(db)), sim.shape)
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sim, top, 1), axis=1, kind="stable"), 1)
-        rel = relevance(np.asarray(query_labels)[lo:lo + QUERY_CHUNK], db_labels)
+        rel = relevance(np.asarray(query_labels)[sl], db_labels)
         ap.append(_ap_of_ranking(np.take_along_axis(rel, top, 1)))
     return float(np.concatenate(ap).mean())
 

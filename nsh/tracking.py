@@ -5,6 +5,7 @@ Default store: a sqlite database in the working directory (mlflow.db) with artif
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -31,12 +32,10 @@ def setup(cfg: Config) -> tuple[MlflowClient, str]:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = tracking_uri(cfg.mlflow.tracking_uri)
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        # Opening a new sqlite store creates and migrates its schema; jobs that start together (a sweep's
-        # trials, parallel evaluations) would race on that and fail, so opening is serialised.
-        with FileLock(uri[len("sqlite:///"):] + ".lock"):
-            client = MlflowClient(uri)
-    else:
+    # Opening a new sqlite store creates and migrates its schema; jobs that start together (a sweep's trials,
+    # parallel evaluations) would race on that and fail, so opening is serialised.
+    sqlite = uri.startswith("sqlite:///")
+    with FileLock(uri[len("sqlite:///"):] + ".lock") if sqlite else contextlib.nullcontext():
         client = MlflowClient(uri)
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
