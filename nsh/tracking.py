@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import mlflow
@@ -101,9 +102,11 @@ class RunLogger:
         logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_map")}
         if epoch in logged:
             return
-        # val_map last: its presence is what marks the epoch as logged.
-        for name in sorted(metrics, key=lambda n: n == "val_map"):
-            self.client.log_metric(self.run_id, name, float(metrics[name]), step=epoch)
+        # One batch, one store transaction: a worker killed mid-call leaves all of the epoch or none of it, so
+        # val_map's presence really means the epoch is logged (separate calls left a stray `loss` to repeat).
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(name, float(v), now, epoch)
+                                                    for name, v in metrics.items()])
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
