@@ -86,7 +86,7 @@ class TorchSort(Sorter):
         return Slots(sim=sim, pos=w, neg=1.0 - w)
 
 
-def soft_top_m(ranks: torch.Tensor, m: int, iters: int = 40) -> torch.Tensor:
+def soft_top_m(ranks: torch.Tensor, m: int, iters: int = 24) -> torch.Tensor:
     """Soft membership of the top m: w_j = clamp(theta + 1 - R_j, 0, 1) with theta set so that sum_j w_j = m.
 
     On distinct integer ranks theta = m and this is exactly clamp(m + 1 - R, 0, 1), the hard top m. Unlike
@@ -97,9 +97,16 @@ def soft_top_m(ranks: torch.Tensor, m: int, iters: int = 40) -> torch.Tensor:
     """
     if not 1 <= m < ranks.shape[1]:
         raise ValueError(f"m={m} positives needs at least m+1 candidates per anchor, got {ranks.shape[1]}")
+    dtype = ranks.dtype
+    # float64: at batch 4,096 the ranks near the top are ~2,000, where a float32 ulp is 1e-4 and the
+    # weights of dozens of tied candidates would sum to m only within 0.5%
+    ranks = ranks.double()
     r = ranks.detach()
-    lo = r.min(dim=1, keepdim=True).values - 1.0
-    hi = r.max(dim=1, keepdim=True).values
+    # theta lies in [s_m - 1, s_m] for the m-th smallest rank s_m: at s_m - 1 only ranks below s_m count,
+    # fewer than m of them, each under 1; at s_m the m smallest count 1 each. A bracket of width 1 halves
+    # the bisection that a [min - 1, max] bracket needs for the same precision (2^-iters rank units).
+    hi = r.kthvalue(m, dim=1, keepdim=True).values
+    lo = hi - 1.0
     for _ in range(iters):
         mid = (lo + hi) / 2
         too_many = (mid + 1 - r).clamp(0, 1).sum(dim=1, keepdim=True) > m
@@ -110,7 +117,7 @@ def soft_top_m(ranks: torch.Tensor, m: int, iters: int = 40) -> torch.Tensor:
     n_inside = inside.sum(dim=1, keepdim=True)
     delta = torch.where(inside, ranks - r, torch.zeros_like(ranks)).sum(dim=1, keepdim=True)
     theta = theta + delta / n_inside.clamp_min(1)
-    return (theta + 1 - ranks).clamp(0, 1)
+    return (theta + 1 - ranks).clamp(0, 1).to(dtype)
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

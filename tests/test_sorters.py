@@ -40,6 +40,27 @@ def test_soft_top_m_keeps_sum_m_under_perturbation():
     assert g.abs().max() < 1e-9
 
 
+def bisected_top_m(ranks: torch.Tensor, m: int, iters: int = 100) -> torch.Tensor:
+    """Naive reference: find theta with sum clamp(theta + 1 - R, 0, 1) = m by bisection."""
+    r = ranks.double()
+    lo, hi = r.min(1, keepdim=True).values - 1, r.max(1, keepdim=True).values
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        too_many = (mid + 1 - r).clamp(0, 1).sum(1, keepdim=True) > m
+        hi, lo = torch.where(too_many, mid, hi), torch.where(too_many, lo, mid)
+    return ((lo + hi) / 2 + 1 - r).clamp(0, 1)
+
+
+@pytest.mark.parametrize("n, m, steepness", [(9, 1, 0.3), (64, 2, 1.0), (256, 3, 10.0), (4096, 1, 1.0)])
+def test_soft_top_m_matches_a_long_bisection_on_real_soft_ranks(n, m, steepness):
+    torch.manual_seed(n)
+    dist = torch.randint(0, 65, (5, n)).float()  # 64-bit Hamming distances: many ties, as in training
+    ranks = TorchSort(steepness).ranks(dist)
+    w = soft_top_m(ranks, m)
+    assert torch.allclose(w.double(), bisected_top_m(ranks, m), atol=1e-5)
+    assert torch.allclose(w.sum(1), torch.full((5,), float(m)), atol=1e-4)
+
+
 def test_unknown_sorter_and_bad_steepness_are_rejected():
     with pytest.raises(ValueError, match="unknown sorter 'quick'"):
         build_sorter("quick", 1.0)
