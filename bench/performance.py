@@ -46,15 +46,26 @@ def log(msg):
     print(msg, flush=True)
 
 
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def median_times(fns: dict, repeats: int, warmup: int = 1, settle: bool = False) -> dict:
+    """Median seconds of each function, timed in turns (a, b, a, b, ...): a ratio of two contenders is then
+    not skewed by the machine getting busier or quieter between them. With settle, each turn first runs the
+    function once untimed, so that it does not pay for the caches and freed memory that the previous one left."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if settle:
+                fn()
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    return median_times({"": fn}, repeats, warmup)[""]
 
 
 def isolated(code: str) -> dict:
@@ -102,10 +113,6 @@ def training_step(a) -> list[dict]:
     holds the hash head's backward and update. The presets' (own view + 1 mined positive + code NT-Xent 0.5):
     its floor is the same loss with m = 1, where the sorter is never called, so the difference is the sort alone.
     """
-    from nsh.checkpoint import build_model
-    from nsh.losses import SortedNCE
-    from nsh.sorters import build_sorter
-
     rows = []
     cases = [("heads on cached features (quick preset)", "conf/cifar10_quick.yaml", 256, []),
              ("fine-tuned backbone, 96 px (full preset's model)", "conf/cifar10_full.yaml", 64, ["data.image_size=96"])]
@@ -114,28 +121,38 @@ def training_step(a) -> list[dict]:
     for what, conf, n, extra in cases:
         cfg = load_config(ROOT / conf, extra + [f"train.batch_size={n}"])
         for form, kw in forms.items():
-            for kind in ("infonce", "torchsort", "softsort"):
-                torch.manual_seed(0)
-                model = build_model(cfg)
-                feature = cfg.model.freeze_backbone
-                x = (torch.randn(2 * n, model.feature_dim) if feature else
-                     torch.randn(2 * n, 3, cfg.data.image_size, cfg.data.image_size))
-                floor = dict(kw, m=1, own_positive=True)  # own view the only positive: nothing left to sort
-                loss_fn = SortedNCE(build_sorter("torchsort" if kind == "infonce" else kind, cfg.loss.steepness),
-                                    tau=cfg.loss.tau, **(floor if kind == "infonce" else kw))
-                opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-                def step():
-                    codes, z = model(x, is_feature=feature)
-                    loss = loss_fn(codes[:n], z[:n], codes[n:], z[n:])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-
-                sec = median_time(step, a.repeats if feature else 3)
+            steps = {kind: _step(cfg, n, kind, kw) for kind in ("infonce", "torchsort", "softsort")}
+            # a 30 ms step on a shared machine needs many turns for a stable median; a 2 s one does not
+            secs = median_times(steps, 6 * a.repeats if cfg.model.freeze_backbone else 3, settle=True)
+            for kind, sec in secs.items():
                 rows.append({"case": what, "form": form, "batch": n, "loss": kind, "seconds": sec})
                 log(f"step {what} {form} n={n} {kind:9s} {sec * 1e3:9.1f} ms")
     return rows
+
+
+def _step(cfg, n: int, kind: str, form: dict):
+    """One optimiser step of a fresh model on random input; kind 'infonce' is the form with nothing to sort."""
+    from nsh.checkpoint import build_model
+    from nsh.losses import SortedNCE
+    from nsh.sorters import build_sorter
+
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    feature = cfg.model.freeze_backbone
+    x = (torch.randn(2 * n, model.feature_dim) if feature else
+         torch.randn(2 * n, 3, cfg.data.image_size, cfg.data.image_size))
+    floor = dict(form, m=1, own_positive=True)  # own view the only positive: nothing left to sort
+    loss_fn = SortedNCE(build_sorter("torchsort" if kind == "infonce" else kind, cfg.loss.steepness),
+                        tau=cfg.loss.tau, **(floor if kind == "infonce" else form))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step():
+        codes, z = model(x, is_feature=feature)
+        loss = loss_fn(codes[:n], z[:n], codes[n:], z[n:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
 
 
 # ---------------------------------------------------------------- encoding
@@ -151,22 +168,29 @@ def _trained_checkpoint(tmp: Path, cifar_root: str | None) -> Path:
 
 
 class RssSampler:
-    """Peak summed RSS of the processes whose command line contains `word`, sampled every 0.2 s."""
+    """Peak summed memory of the processes whose command line contains `word`, sampled every 0.2 s.
+
+    Two sums: RSS, and its anonymous part (heap, tensors: what the processes own). RSS also counts pages
+    that are not the processes' own: file pages of memory-mapped inputs (page cache, reclaimable) and Ray's
+    shared-memory object store, which every process that maps a block counts again.
+    """
 
     def __init__(self, word: str):
-        self.word, self.peak, self._stop = word, 0, threading.Event()
+        self.word, self.peak, self.peak_anon, self._stop = word, 0, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            total = 0
+            total = anon = 0
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
                     if self.word in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                        total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-                except (OSError, ValueError):
+                        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+                        total += int(status["VmRSS"].split()[0]) * 1024
+                        anon += int(status["RssAnon"].split()[0]) * 1024
+                except (OSError, ValueError, KeyError):
                     continue
-            self.peak = max(self.peak, total)
+            self.peak, self.peak_anon = max(self.peak, total), max(self.peak_anon, anon)
             time.sleep(0.2)
 
     def __enter__(self):
@@ -197,26 +221,32 @@ def encoding(a, tmp: Path) -> list[dict]:
 
     ckpt = _trained_checkpoint(tmp, a.cifar_root)
     spec = CorpusSpec("cifar10", a.cifar_root)
-    n = 2048 if a.quick else 16384  # Ray's fixed start-up (actors, model loading: ~10 s here) is part of the ratio
+    n = 2048 if a.quick else 8192  # Ray's fixed start-up (actors, model loading: ~10 s here) is part of the ratio
+    rounds = 1 if a.quick else 3  # contenders in turns, so that a ratio compares runs made minutes apart at most
     idx = np.arange(n)
-    rows = []
     torch.set_num_threads(a.threads)
     enc = ShardEncoder(ckpt, spec, str(ckpt), batch_size=256)
     for path in enc.corpus.paths[idx]:  # every contender reads from the page cache, the first one too
         Path(path).read_bytes()
-    t = time.perf_counter()
-    encode_local(enc, idx, tmp / "plain", shard_size=n, log=lambda *_: None)
-    plain = n / (time.perf_counter() - t)
-    rows.append({"what": f"plain PyTorch loop, {a.threads} threads", "items": n, "items_per_s": plain})
-    log(f"encode plain loop: {plain:.0f} images/s")
     ray_runtime.connect(load_config(ROOT / "conf" / "test_tiny.yaml", [f"ray.num_cpus={a.threads}"]))
     per_actor = int(os.environ.get("OMP_NUM_THREADS", "1"))  # what each actor's torch uses (Ray's default: 1)
-    for actors in (1, a.threads):
-        sec = ray_encode(ckpt, spec, idx, tmp / f"ray{actors}", actors, max(256, n // (4 * actors)))
-        rows.append({"what": f"Ray Data pipeline, {actors} actor(s) x {per_actor} thread(s)", "items": n,
-                     "items_per_s": n / sec,
-                     "ratio_to_plain": n / sec / plain})
-        log(f"encode Ray Data, {actors} actor(s): {n / sec:.0f} images/s ({n / sec / plain:.2f} of the plain loop)")
+    speeds: dict[str, list[float]] = {}
+    for r in range(rounds):
+        t = time.perf_counter()
+        encode_local(enc, idx, tmp / f"plain{r}", shard_size=n, log=lambda *_: None)
+        speeds.setdefault(f"plain PyTorch loop, {a.threads} threads", []).append(n / (time.perf_counter() - t))
+        for actors in (1, a.threads):
+            sec = ray_encode(ckpt, spec, idx, tmp / f"ray{actors}_{r}", actors, max(256, n // (4 * actors)))
+            speeds.setdefault(f"Ray Data pipeline, {actors} actor(s) x {per_actor} thread(s)", []).append(n / sec)
+        log("encode round " + str(r) + ": " + ", ".join(f"{w}: {v[-1]:.0f} images/s" for w, v in speeds.items()))
+    plain = next(iter(speeds.values()))
+    rows = []
+    for what, v in speeds.items():
+        ratios = [x / p for x, p in zip(v, plain)]
+        rows.append({"what": what, "items": n, "rounds": rounds, "items_per_s": statistics.median(v),
+                     "per_round": [round(x, 1) for x in v],
+                     "ratio_to_plain": statistics.median(ratios) if v is not plain else None,
+                     "ratios": [round(x, 3) for x in ratios] if v is not plain else None})
     return rows
 
 
@@ -242,16 +272,18 @@ def scaling(a, tmp: Path) -> list[dict]:
         with RssSampler("ray::") as rss:
             sec = ray_encode(ckpt, CorpusSpec("features", str(path)), np.arange(n), tmp / f"scale_{n}", 2, 20_000)
         rows.append({"corpus": "feature rows", "items": n, "seconds": sec, "items_per_s": n / sec,
-                     "peak_ray_rss_mib": rss.peak / 2**20})
-        log(f"scale: {n:8d} feature rows {sec:6.1f} s ({n / sec:.0f} rows/s), Ray workers peak {rss.peak / 2**20:.0f} MiB")
+                     "peak_ray_rss_mib": rss.peak / 2**20, "peak_ray_anon_mib": rss.peak_anon / 2**20})
+        log(f"scale: {n:8d} feature rows {sec:6.1f} s ({n / sec:.0f} rows/s), Ray workers peak {rss.peak / 2**20:.0f} "
+            f"MiB RSS, {rss.peak_anon / 2**20:.0f} MiB anonymous")
         path.unlink()
     ckpt_img = _trained_checkpoint(tmp / "img", a.cifar_root)
     for n in ([1024, 2048] if a.quick else [2048, 4096, 8192]):
         with RssSampler("ray::") as rss:
             sec = ray_encode(ckpt_img, CorpusSpec("cifar10", a.cifar_root), np.arange(n), tmp / f"scale_img_{n}", 2, 1024)
         rows.append({"corpus": "CIFAR-10 image folder (JPEG, 96 px)", "items": n, "seconds": sec, "items_per_s": n / sec,
-                     "peak_ray_rss_mib": rss.peak / 2**20})
-        log(f"scale: {n:8d} images {sec:6.1f} s ({n / sec:.0f} images/s), Ray workers peak {rss.peak / 2**20:.0f} MiB")
+                     "peak_ray_rss_mib": rss.peak / 2**20, "peak_ray_anon_mib": rss.peak_anon / 2**20})
+        log(f"scale: {n:8d} images {sec:6.1f} s ({n / sec:.0f} images/s), Ray workers peak {rss.peak / 2**20:.0f} MiB "
+            f"RSS, {rss.peak_anon / 2**20:.0f} MiB anonymous")
     return rows
 
 
@@ -273,8 +305,8 @@ def search(a) -> list[dict]:
     raw = faiss.IndexBinaryFlat(64)
     raw.add(db)
     ours = HammingIndex.build(db, 64)
-    t_raw = median_time(lambda: raw.search(q, k), a.repeats)
-    t_ours = median_time(lambda: ours.search(q, k), a.repeats)
+    t_raw, t_ours = median_times({"raw": lambda: raw.search(q, k), "ours": lambda: ours.search(q, k)},
+                                 a.repeats).values()
     scanned = nq * n * 8  # bytes of codes compared
     buf = np.ones(512 * 2**20, np.uint8)
     t_copy = median_time(lambda: buf.copy(), a.repeats)
@@ -423,13 +455,17 @@ def render(r: dict) -> str:
                                "ms": "ms per step", "share": "share of the sort"})
     if "encode" in r:
         lines += ["## Encoding: Ray Data pipeline against a plain PyTorch loop (same model, same images)", ""]
-        lines += _table(r["encode"], {"what": "encoder", "items": "images", "items_per_s": "images/s",
-                                      "ratio_to_plain": "of the plain loop"})
+        lines += _table(r["encode"], {"what": "encoder", "items": "images", "items_per_s": "images/s (median)",
+                                      "per_round": "images/s by round", "ratio_to_plain": "of the plain loop (median)",
+                                      "ratios": "by round"})
     if "scale" in r:
         lines += ["## Scaling of the Ray Data encode pipeline", "",
-                  "Peak memory: the summed RSS of all Ray worker processes, sampled every 0.2 s.", ""]
+                  "Peak memory of all Ray worker processes together, sampled every 0.2 s: RSS, and its anonymous "
+                  "part (what the workers own). RSS also counts page-cache pages of the memory-mapped input and "
+                  "Ray's shared-memory object store once per process that maps a block.", ""]
         lines += _table(r["scale"], {"corpus": "corpus", "items": "items", "seconds": "seconds",
-                                     "items_per_s": "items/s", "peak_ray_rss_mib": "peak MiB"})
+                                     "items_per_s": "items/s", "peak_ray_rss_mib": "peak RSS MiB",
+                                     "peak_ray_anon_mib": "peak anonymous MiB"})
     if "search" in r:
         flat, mh = r["search"][0], r["search"][1:]
         lines += ["## Hamming search", "", f"{flat['what']}, {flat['threads']} faiss threads: raw faiss "
