@@ -19,15 +19,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nsh.config import load_config  # noqa: E402
 from nsh.training import cache_dir, default_split_path, fit  # noqa: E402
 
+PAPER = ["loss.m=1", "loss.own_positive=false", "loss.symmetric=false", "loss.code_weight=0"]
+OWN = ["loss.sorter=torchsort", "loss.own_positive=true", "loss.symmetric=false"]  # the presets' form, knobs below
+
+# Every variant names its whole loss form, so that it means the same thing whatever the preset's defaults are.
 VARIANTS = {
-    "softsort, paper form (m=1)": ["loss.sorter=softsort"],
-    "torchsort, paper form (m=1)": ["loss.sorter=torchsort"],
-    "torchsort, symmetric": ["loss.sorter=torchsort", "loss.symmetric=true"],
-    "torchsort, own view + 1 mined (m=2)": ["loss.sorter=torchsort", "loss.own_positive=true", "loss.m=2"],
-    "torchsort, own view + 3 mined (m=4)": ["loss.sorter=torchsort", "loss.own_positive=true", "loss.m=4"],
-    "torchsort, paper form + code NT-Xent 0.5": ["loss.sorter=torchsort", "loss.code_weight=0.5"],
-    "torchsort, own view (m=2) + code NT-Xent 0.5": ["loss.sorter=torchsort", "loss.own_positive=true", "loss.m=2",
-                                                     "loss.code_weight=0.5"],
+    "softsort, paper form (m=1)": ["loss.sorter=softsort", *PAPER],
+    "torchsort, paper form (m=1)": ["loss.sorter=torchsort", *PAPER],
+    "torchsort, symmetric": ["loss.sorter=torchsort", *PAPER, "loss.symmetric=true"],
+    "torchsort, own view + 1 mined (m=2)": [*OWN, "loss.m=2", "loss.code_weight=0"],
+    "torchsort, own view + 3 mined (m=4)": [*OWN, "loss.m=4", "loss.code_weight=0"],
+    "torchsort, paper form + code NT-Xent 0.5": ["loss.sorter=torchsort", *PAPER, "loss.code_weight=0.5"],
+    "torchsort, own view (m=2) + code NT-Xent 0.5": [*OWN, "loss.m=2", "loss.code_weight=0.5"],
+    "torchsort, own view (m=2) + code NT-Xent 1.0": [*OWN, "loss.m=2", "loss.code_weight=1.0"],
+    "torchsort, own view (m=2) + code NT-Xent 0.25": [*OWN, "loss.m=2", "loss.code_weight=0.25"],
+    "torchsort, own view (m=3) + code NT-Xent 0.5": [*OWN, "loss.m=3", "loss.code_weight=0.5"],
+    "torchsort, own view (m=2) + code NT-Xent 0.5, tau 0.2": [*OWN, "loss.m=2", "loss.code_weight=0.5",
+                                                              "loss.tau=0.2"],
+    "torchsort, own view (m=2) + code NT-Xent 0.5, tau 0.5": [*OWN, "loss.m=2", "loss.code_weight=0.5",
+                                                              "loss.tau=0.5"],
+    "torchsort, own view (m=2) + code NT-Xent 0.5, steepness 2": [*OWN, "loss.m=2", "loss.code_weight=0.5",
+                                                                  "loss.steepness=2"],
+    "torchsort, own view (m=2) + code NT-Xent 0.5, steepness 0.1": [*OWN, "loss.m=2", "loss.code_weight=0.5",
+                                                                    "loss.steepness=0.1"],
     "baseline: NT-Xent on codes (CIBHash core)": ["loss.name=nt_xent"],
 }
 

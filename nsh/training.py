@@ -40,9 +40,10 @@ class Session:
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
-    def gather(self, t: torch.Tensor) -> torch.Tensor:
-        """All workers' rows of t, in rank order, differentiable."""
-        return t
+    def gather(self, *tensors: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+        """All workers' rows of each tensor, in rank order, differentiable; and the row where this worker's
+        own rows start. Workers may hold different row counts (a batch that lost unreadable images)."""
+        return list(tensors), 0
 
     def latest_checkpoint(self) -> Path | None:
         return None
@@ -276,9 +277,9 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
             c1, c2, z1, z2 = codes[:n], codes[n:], z[:n], z[n:]
             extra = {}
             if cfg.loss.global_batch and session.world_size > 1:
-                extra = dict(cand_codes_1=session.gather(c1), cand_z_1=session.gather(z1),
-                             cand_codes_2=session.gather(c2), cand_z_2=session.gather(z2),
-                             own_index=session.rank * n + torch.arange(n, device=device))
+                (gc1, gz1, gc2, gz2), start = session.gather(c1, z1, c2, z2)
+                extra = dict(cand_codes_1=gc1, cand_z_1=gz1, cand_codes_2=gc2, cand_z_2=gz2,
+                             own_index=start + torch.arange(n, device=device))
             loss = loss_fn(c1, z1, c2, z2, **extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()

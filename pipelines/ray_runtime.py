@@ -56,10 +56,20 @@ class RayTrainSession(Session):
     def wrap(self, model):
         return ray.train.torch.prepare_model(model) if self.world_size > 1 else model
 
-    def gather(self, t):
+    def gather(self, *tensors):
+        import torch.distributed as dist
         import torch.distributed.nn.functional as dist_fn
 
-        return torch.cat(dist_fn.all_gather(t.contiguous()))
+        n = tensors[0].shape[0]
+        counts = [torch.zeros(1, dtype=torch.long, device=tensors[0].device) for _ in range(self.world_size)]
+        dist.all_gather(counts, torch.tensor([n], device=tensors[0].device))
+        counts = [int(c) for c in counts]
+        # all_gather needs equal shapes: pad to the largest batch, then cut each worker's padding off
+        out = []
+        for t in tensors:
+            padded = torch.cat([t, t.new_zeros(max(counts) - n, *t.shape[1:])]).contiguous()
+            out.append(torch.cat([g[:c] for g, c in zip(dist_fn.all_gather(padded), counts)]))
+        return out, sum(counts[:self.rank])
 
     def latest_checkpoint(self):
         ckpt = ray.train.get_checkpoint()
