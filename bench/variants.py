@@ -9,6 +9,7 @@ the test queries are not touched.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -51,15 +52,20 @@ def main():
     p.add_argument("--config", required=True)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--only", nargs="*", help="run only variants whose name contains one of these words")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE...]",
+                   help="an extra variant to run, e.g. 'tau 0.5, cw 1=loss.tau=0.5,loss.code_weight=1.0'")
     p.add_argument("--out")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args()
     base = load_config(a.config, a.overrides)
+    extras = dict(v.split("=", 1) for v in a.variant)
+    chosen = {n: o for n, o in VARIANTS.items() if (not a.only and not extras) or any(w in n for w in a.only or [])}
+    chosen.update({n: o.split(",") for n, o in extras.items()})
     rows = []
-    for name, extra in VARIANTS.items():
-        if a.only and not any(w in name for w in a.only):
-            continue
-        slug = "".join(c if c.isalnum() else "_" for c in name)[:60]
+    for name, extra in chosen.items():
+        # the overrides are in the folder's name: a rerun with other settings must not resume this one's checkpoint
+        digest = hashlib.sha1(json.dumps([a.overrides, extra, a.epochs]).encode()).hexdigest()[:8]
+        slug = "".join(c if c.isalnum() else "_" for c in name)[:50] + "_" + digest
         cfg = load_config(a.config, a.overrides + extra + [
             f"train.epochs={a.epochs}", f"output_dir={Path(base.output_dir).parent / 'variants' / slug}",
             f"data.cache_dir={cache_dir(base)}", f"data.split_file={default_split_path(base)}"])
