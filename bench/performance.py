@@ -426,7 +426,7 @@ def render(r: dict) -> str:
     """docs/performance.md from the JSON: every number below was measured by the command at its top."""
     lines = ["# Performance (`bench/performance.py`)", "",
              f"Command: `{r['command']}`; machine: {r['machine']}; {r['threads']} threads; medians of {r['repeats']} "
-             f"repeats; wall time {r['wall_seconds'] / 60:.1f} min. Every ratio compares two things measured in this "
+             f"repeats unless a section says otherwise; wall time {r['wall_seconds'] / 60:.1f} min. Every ratio compares two things measured in this "
              "run on this machine.", ""]
     notes = ROOT / "docs" / "performance_notes.md"  # hand-written reading of the tables, kept across re-renders
     if notes.is_file():
@@ -450,7 +450,8 @@ def render(r: dict) -> str:
                   "`infonce`) is the same step with the own view as the only positive, so nothing is sorted: for the "
                   "paper's form that is InfoNCE on the latents, which leaves the hash head untrained (its backward "
                   "and update count as the sort's); for the presets' form it is the same loss with m = 1, code "
-                  "NT-Xent included, so the difference is the sort alone.", ""]
+                  "NT-Xent included, so the difference is the sort alone. Medians of 6 × repeats turns for heads-only steps, "
+                  "3 for fine-tuned ones.", ""]
         lines += _table(rows, {"case": "step", "form": "loss form", "batch": "batch", "loss": "loss",
                                "ms": "ms per step", "share": "share of the sort"})
     if "encode" in r:
