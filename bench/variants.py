@@ -53,7 +53,7 @@ def main():
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--only", nargs="*", help="run only variants whose name contains one of these words")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE...]",
-                   help="an extra variant to run, e.g. 'tau 0.5, cw 1=loss.tau=0.5,loss.code_weight=1.0'")
+                   help="an extra variant to run (NAME without '='), e.g. 'tau 0.5, cw 1=loss.tau=0.5,loss.code_weight=1.0'")
     p.add_argument("--out")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args()
@@ -61,17 +61,19 @@ def main():
     extras = dict(v.split("=", 1) for v in a.variant)
     chosen = {n: o for n, o in VARIANTS.items() if (not a.only and not extras) or any(w in n for w in a.only or [])}
     chosen.update({n: o.split(",") for n, o in extras.items()})
-    rows = []
+    configs = {}  # every variant's config is checked before the first one trains
     for name, extra in chosen.items():
         # the overrides are in the folder's name: a rerun with other settings must not resume this one's checkpoint
         digest = hashlib.sha1(json.dumps([a.overrides, extra, a.epochs]).encode()).hexdigest()[:8]
         slug = "".join(c if c.isalnum() else "_" for c in name)[:50] + "_" + digest
-        cfg = load_config(a.config, a.overrides + extra + [
+        configs[name] = load_config(a.config, a.overrides + extra + [
             f"train.epochs={a.epochs}", f"output_dir={Path(base.output_dir).parent / 'variants' / slug}",
             f"data.cache_dir={cache_dir(base)}", f"data.split_file={default_split_path(base)}"])
+    rows = []
+    for name, cfg in configs.items():
         t = time.time()
         r = fit(cfg, log=lambda *_: None)
-        rows.append({"variant": name, "overrides": extra, "best_val_map": r.best_val_map,
+        rows.append({"variant": name, "overrides": chosen[name], "best_val_map": r.best_val_map,
                      "best_epoch": r.best_epoch + 1, "seconds": time.time() - t})
         print(f"{name:48s} val mAP@{cfg.train.val_k} {r.best_val_map:.4f} (epoch {r.best_epoch + 1}), "
               f"{rows[-1]['seconds']:.0f} s", flush=True)
