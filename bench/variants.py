@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nsh.config import load_config  # noqa: E402
 from nsh.training import cache_dir, default_split_path, fit  # noqa: E402
 
-PAPER = ["loss.m=1", "loss.own_positive=false", "loss.symmetric=false", "loss.code_weight=0"]
-OWN = ["loss.sorter=torchsort", "loss.own_positive=true", "loss.symmetric=false"]  # the presets' form, knobs below
+PAPER = ["loss.m=1", "loss.own_positive=false", "loss.symmetric=false", "loss.code_weight=0", "loss.tau=0.3",
+         "loss.steepness=0.5"]
+# the presets' form until session 3 (tau 0.3, steepness 0.5), knobs below; later overrides win
+OWN = ["loss.sorter=torchsort", "loss.own_positive=true", "loss.symmetric=false", "loss.tau=0.3", "loss.steepness=0.5"]
 
 # Every variant names its whole loss form, so that it means the same thing whatever the preset's defaults are.
 VARIANTS = {

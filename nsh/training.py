@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
-from nsh.config import Config
+from nsh.config import Config, flatten_dict, from_dict
 from nsh.data import (BadItemError, CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
                       eval_view, load_or_make_split, train_view)
 from nsh.features import backbone_features
@@ -191,6 +191,30 @@ def _training_data(cfg, model, corpus, split, device, log):
     return ItemDataset(corpus, train_idx, two), False
 
 
+# What a checkpoint's weights depend on: continuing them under other values would mix two runs in one.
+# train.epochs may grow (a finished run continues), paths, workers, logging and tracking may change.
+RUN_DEFINING = ("model.", "loss.", "data.dataset", "data.image_size", "data.cache_views", "train.lr",
+                "train.batch_size", "train.weight_decay", "train.seed")
+
+
+def check_same_run(saved: dict, cfg: Config, where) -> None:
+    """Refuse to resume a run folder whose checkpoint was trained with other settings than cfg."""
+    old = run_defining(from_dict(saved))  # through from_dict: keys added since then get their defaults
+    new = run_defining(cfg)
+    changed = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
+    if changed:
+        raise ValueError(f"{where} was trained with other settings ({'; '.join(changed)}); resuming would mix two "
+                         "runs. Use a new output_dir, or train.resume_from=<that checkpoint> to start a new run "
+                         "from its weights")
+
+
+def run_defining(cfg: Config) -> dict:
+    keys = {k: v for k, v in flatten_dict(cfg.dump()) if k.startswith(RUN_DEFINING)}
+    if cfg.loss.name == "nt_xent":  # the baseline reads only its temperature of the loss section
+        keys = {k: v for k, v in keys.items() if not k.startswith("loss.") or k in ("loss.name", "loss.tau")}
+    return keys
+
+
 def view_seed(cfg: Config) -> int:
     return cfg.train.seed if cfg.data.view_seed is None else cfg.data.view_seed
 
@@ -245,6 +269,8 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
     resume = session.latest_checkpoint()
     if resume is not None or cfg.train.resume_from:
         state = ckpt_io.load(resume or cfg.train.resume_from)
+        if resume is not None:
+            check_same_run(state["config"], cfg, resume)
         ckpt_io.restore_model(model, state["model"], str(resume or cfg.train.resume_from))
         if resume is not None:  # the same run continuing: optimiser, schedule and history too
             opt.load_state_dict(state["optimizer"])

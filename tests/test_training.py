@@ -60,6 +60,13 @@ def test_interrupted_training_resumes_from_its_last_checkpoint_to_the_same_resul
     assert resumed.history[-1]["val_map"] == pytest.approx(full.history[-1]["val_map"], abs=1e-9)
 
 
+def test_rerun_with_another_loss_in_the_same_output_dir_is_refused_with_the_fix(tmp_path):
+    fit(tiny(tmp_path), log=lambda *_: None)
+    with pytest.raises(ValueError, match=r"loss\.tau: 0\.3 -> 0\.5.*new output_dir, or train\.resume_from"):
+        fit(tiny(tmp_path, "loss.tau=0.5"), log=lambda *_: None)
+    assert len(fit(tiny(tmp_path, "train.epochs=3"), log=lambda *_: None).history) == 3  # more epochs: allowed
+
+
 def test_fine_tuning_starts_from_another_runs_weights(tmp_path):
     first = tiny(tmp_path / "a")
     fit(first, log=lambda *_: None)
