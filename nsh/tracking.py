@@ -148,7 +148,8 @@ def log_model(run_id: str, checkpoint_path: str | Path, cfg: Config, example: np
     model.load_context(type("Ctx", (), {"artifacts": {"checkpoint": str(checkpoint_path)}})())
     signature = infer_signature(example, model.predict(None, example))
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(name="model", python_model=model, artifacts={"checkpoint": str(checkpoint_path)},
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                                       artifacts={"checkpoint": str(checkpoint_path)},
                                        signature=signature, input_example=example,
                                        code_paths=[str(Path(__file__).parent)])
     return info.model_uri

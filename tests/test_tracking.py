@@ -52,6 +52,9 @@ def test_registered_pyfunc_returns_the_checkpoints_packed_codes(store, trained_t
     expected = pack(model.encode(torch.stack([t(Image.fromarray(im)) for im in images])))
     assert codes.dtype == np.uint8 and np.array_equal(codes, expected)
     assert tracking.resolve_model("models:/nsh_pyfunc@champion").name == "checkpoint.pt"
+    # logged as code: loading it runs nsh/pyfunc_model.py and unpickles nothing
+    local = Path(mlflow.artifacts.download_artifacts("models:/nsh_pyfunc@champion"))
+    assert not list(local.rglob("*.pkl")) and "model_code_path" in (local / "MLmodel").read_text()
 
 
 def test_unknown_model_uri_is_a_clear_error(store):
