@@ -104,10 +104,13 @@ def soft_top_m(ranks: torch.Tensor, m: int, iters: int = 24) -> torch.Tensor:
     s_m = ranks.detach().topk(m, dim=1, largest=False).values[:, -1:]
     rel = ranks - s_m
     r = rel.detach()
+    # While theta <= 0 a candidate with r >= 1 holds no mass: the bisection runs over the others alone, a few
+    # dozen per anchor (the ranks below s_m and those tied with it) instead of the whole batch.
+    near = r.topk(int((r < 1).sum(dim=1).max()), dim=1, largest=False).values
     lo, hi = torch.full_like(s_m, -1.0), torch.zeros_like(s_m)
     for _ in range(iters):
         mid = (lo + hi) / 2
-        too_many = (mid + 1 - r).clamp(0, 1).sum(dim=1, keepdim=True) > m
+        too_many = (mid + 1 - near).clamp(0, 1).sum(dim=1, keepdim=True) > m
         hi = torch.where(too_many, mid, hi)
         lo = torch.where(too_many, lo, mid)
     theta = (lo + hi) / 2
