@@ -45,7 +45,8 @@ VARIANTS = {
                                                                   "loss.steepness=2"],
     "torchsort, own view (m=2) + code NT-Xent 0.5, steepness 0.1": [*OWN, "loss.m=2", "loss.code_weight=0.5",
                                                                     "loss.steepness=0.1"],
-    "baseline: NT-Xent on codes (CIBHash core)": ["loss.name=nt_xent"],
+    "baseline: NT-Xent on codes (CIBHash core)": ["loss.name=nt_xent", "loss.tau=0.3"],
+    "baseline, tau 0.5": ["loss.name=nt_xent", "loss.tau=0.5"],
 }
 
 
