@@ -46,7 +46,8 @@ RESULTS = ROOT / "docs" / "results"
 
 # name -> config overrides (trained methods) or None (fitted on features)
 # Every trained method names its whole loss, so that it means the same thing whatever the preset's defaults are.
-OWN_MINED = ["loss.sorter=torchsort", "loss.m=2", "loss.own_positive=true", "loss.code_weight=0.5"]
+PAPER = ["loss.m=1", "loss.own_positive=false", "loss.code_weight=0", "loss.tau=0.3", "loss.steepness=0.5"]
+OWN_MINED = ["loss.m=2", "loss.own_positive=true", "loss.code_weight=0.5"]
 METHODS: dict[str, list[str] | None] = {
     "LSH": None,
     "PCA + sign": None,
@@ -54,16 +55,15 @@ METHODS: dict[str, list[str] | None] = {
     "NT-Xent on codes (CIBHash core)": ["loss.name=nt_xent", "loss.tau=0.3"],
     # the baseline at the temperature the NSH presets use, so that the comparison does not hinge on tau alone
     "NT-Xent on codes, tau 0.5": ["loss.name=nt_xent", "loss.tau=0.5"],
-    "NSH softsort, paper form": ["loss.sorter=softsort", "loss.m=1", "loss.own_positive=false", "loss.code_weight=0",
-                                 "loss.tau=0.3", "loss.steepness=0.5"],
-    "NSH torchsort, paper form": ["loss.sorter=torchsort", "loss.m=1", "loss.own_positive=false", "loss.code_weight=0",
-                                  "loss.tau=0.3", "loss.steepness=0.5"],
-    "NSH torchsort, own view + 1 mined + code NT-Xent": [*OWN_MINED, "loss.tau=0.3", "loss.steepness=0.5"],
+    "NSH softsort, paper form": ["loss.sorter=softsort", *PAPER],
+    "NSH torchsort, paper form": ["loss.sorter=torchsort", *PAPER],
+    "NSH torchsort, own view + 1 mined + code NT-Xent": ["loss.sorter=torchsort", *OWN_MINED, "loss.tau=0.3",
+                                                         "loss.steepness=0.5"],
     # a softer sort and a warmer SortedNCE: the best region of the validation sweeps (docs/measurements.md)
-    "NSH torchsort, own view + 1 mined + code NT-Xent, tau 0.5, steepness 0.1": [*OWN_MINED, "loss.tau=0.5",
-                                                                                 "loss.steepness=0.1"],
-    "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", "loss.m=2", "loss.own_positive=true",
-                                                        "loss.code_weight=0.5", "loss.tau=0.3", "loss.steepness=0.5"],
+    "NSH torchsort, own view + 1 mined + code NT-Xent, tau 0.5, steepness 0.1": [
+        "loss.sorter=torchsort", *OWN_MINED, "loss.tau=0.5", "loss.steepness=0.1"],
+    "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", *OWN_MINED, "loss.tau=0.3",
+                                                        "loss.steepness=0.5"],
 }
 QUICK = ["data.database_per_class=1000", "data.cache_views=2"]
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
-from nsh.config import Config, flatten_dict, from_dict
+from nsh.config import Config, from_dict
 from nsh.data import (BadItemError, CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
                       eval_view, load_or_make_split, train_view)
 from nsh.features import backbone_features
@@ -209,7 +209,7 @@ def check_same_run(saved: dict, cfg: Config, where) -> None:
 
 
 def run_defining(cfg: Config) -> dict:
-    keys = {k: v for k, v in flatten_dict(cfg.dump()) if k.startswith(RUN_DEFINING)}
+    keys = {k: v for k, v in cfg.flat().items() if k.startswith(RUN_DEFINING)}
     if cfg.loss.name == "nt_xent":  # the baseline reads only its temperature of the loss section
         keys = {k: v for k, v in keys.items() if not k.startswith("loss.") or k in ("loss.name", "loss.tau")}
     return keys
