@@ -1,11 +1,13 @@
 """Each stage against its limit, side by side in one run on one machine (issue #6).
 
-    python bench/performance.py [--quick] [--only sorting step encode scale search metrics]
+    python bench/performance.py [--quick] [--only sorting step encode loader scale search metrics]
 
 Sections (each a ratio of two things measured here, now; medians of --repeats):
 - sorting: SortedNCE forward + backward with softsort / torchsort / plain InfoNCE, time and peak memory by batch n.
 - step: one whole training step (heads on cached features, and a fine-tuned backbone) with each loss.
 - encode: the Ray Data encode pipeline against a plain PyTorch loop over the same model and images.
+- loader: what the encode loader hands over per second at the full preset's 224 px, float32 (the old
+  eval_view in the workers) against uint8 normalised where the batch lands (eval_load + normalize_batch).
 - scale: the Ray Data pipeline over 100k -> 1M feature rows and a growing image folder: time and peak memory.
 - search: nsh.search.HammingIndex against raw faiss IndexBinaryFlat on 1M codes; scan rate against a NumPy copy;
   IndexBinaryMultiHash recall and speed at 64 and 128 bits.
@@ -250,6 +252,35 @@ def encoding(a, tmp: Path) -> list[dict]:
     return rows
 
 
+def loader(a) -> list[dict]:
+    """The encode loader alone at 224 px, the size that bound GPU encoding: the worker-side transform, and a
+    DataLoader with one worker process delivering batches to a consumer that makes the model's input."""
+    from torch.utils.data import DataLoader
+
+    from nsh.data import ItemDataset, build_corpus, collate_skip_bad, eval_load, eval_view, normalize_batch
+
+    corpus = build_corpus("cifar10", a.cifar_root)
+    size, mean, std = 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    n = 1024 if a.quick else 4096
+    forms = {"float32 in the workers (eval_view)": (eval_view(size, mean, std), lambda x: x),
+             "uint8, normalised by the consumer (eval_load + normalize_batch)": (
+                 eval_load(size), lambda x: normalize_batch(x, mean, std))}
+    images = [corpus.load(i) for i in range(256)]
+    torch.set_num_threads(1)  # as in a loader worker; for the DataLoader below, the other core runs the worker
+    per_image = median_times({f: (lambda t=t: [t(im) for im in images]) for f, (t, _) in forms.items()}, a.repeats)
+
+    def deliver(transform, finish):
+        ds = ItemDataset(corpus, np.arange(n), transform)
+        for batch in DataLoader(ds, batch_size=256, num_workers=1, collate_fn=collate_skip_bad):
+            finish(batch["x"]).sum()  # the consumer touches every value, as the H2D copy would
+    delivered = median_times({f: (lambda t=t, g=g: deliver(t, g)) for f, (t, g) in forms.items()},
+                             max(1, a.repeats // 2))
+    torch.set_num_threads(a.threads)
+    return [{"what": f, "transform_ms_per_image": per_image[f] / len(images) * 1e3,
+             "bytes_per_image": forms[f][0](images[0]).element_size() * 3 * size * size,
+             "images_per_s_one_worker": n / delivered[f]} for f in forms]
+
+
 def scaling(a, tmp: Path) -> list[dict]:
     """Feature rows 100k -> 1M and a growing image folder through the Ray Data pipeline: time and peak RSS."""
     from nsh.checkpoint import build_model, save
@@ -372,7 +403,7 @@ def metrics(a) -> list[dict]:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes: a check that every section runs")
-    p.add_argument("--only", nargs="+", choices=["sorting", "step", "encode", "scale", "search", "metrics"])
+    p.add_argument("--only", nargs="+", choices=["sorting", "step", "encode", "loader", "scale", "search", "metrics"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--cifar-root", help="CIFAR-10 image folder; default: the project's usual location")
@@ -381,8 +412,8 @@ def main():
     torch.set_num_threads(a.threads)
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     wall = time.time()
-    sections = {"sorting": sorting, "step": training_step, "encode": encoding, "scale": scaling, "search": search,
-                "metrics": metrics}
+    sections = {"sorting": sorting, "step": training_step, "encode": encoding, "loader": loader, "scale": scaling,
+                "search": search, "metrics": metrics}
     result = {"command": "python bench/performance.py " + shlex.join(sys.argv[1:]),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, torch "
@@ -459,6 +490,14 @@ def render(r: dict) -> str:
         lines += _table(r["encode"], {"what": "encoder", "items": "images", "items_per_s": "images/s (median)",
                                       "per_round": "images/s by round", "ratio_to_plain": "of the plain loop (median)",
                                       "ratios": "by round"})
+    if "loader" in r:
+        lines += ["## The encode loader at 224 px (CIFAR-10's 32 px images upscaled, as in the full preset)", "",
+                  "Per-image transform cost in one thread (what each loader worker pays), the bytes a worker hands "
+                  "to the main process, and images/s delivered by a DataLoader with one worker to a consumer that "
+                  "makes the model's input from them (on a GPU that last step runs on the device).", ""]
+        lines += _table(r["loader"], {"what": "loader output", "transform_ms_per_image": "transform ms/image",
+                                      "bytes_per_image": "bytes/image",
+                                      "images_per_s_one_worker": "images/s, 1 worker"})
     if "scale" in r:
         lines += ["## Scaling of the Ray Data encode pipeline", "",
                   "Peak memory of all Ray worker processes together, sampled every 0.2 s: RSS, and its anonymous "

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from nsh.checkpoint import load_model
 from nsh.codes import pack
 from nsh.codes_io import PART_GLOB, write_codes
-from nsh.data import ItemDataset, build_corpus, collate_skip_bad, eval_view
+from nsh.data import ItemDataset, build_corpus, collate_skip_bad, eval_load, normalize_batch
 
 MANIFEST = "_manifest.json"
 ERRORS = "_errors.json"
@@ -86,19 +86,24 @@ class ShardEncoder:
                              f"{self.model.feature_dim}-d inputs; encode with a model trained on these features")
         if self.corpus.kind == "image" and self.model.backbone_name == "features":
             raise ValueError("this model takes feature vectors (backbone 'features'), but the corpus holds images")
-        self.transform = eval_view(self.config.data.image_size, self.model.mean, self.model.std)
+        self.transform = eval_load(self.config.data.image_size)
 
     @torch.no_grad()
     def encode_indices(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
         """(packed codes of the good items, their corpus indices, [(index, why)] for the bad ones)."""
         ds = ItemDataset(self.corpus, indices, self.transform)
+        is_feature = self.corpus.kind == "features"
         codes, good, bad = [], [], []
+        # Images leave the loader as uint8 and are normalised on the device (eval_load): on a GPU the loader
+        # workers, not the model, bound encoding, and float32 batches cost them 4x the bytes to hand over.
         for batch in DataLoader(ds, batch_size=self.batch_size, num_workers=self.loader_workers,
-                                collate_fn=collate_skip_bad):
+                                collate_fn=collate_skip_bad, pin_memory=self.device.type == "cuda"):
             bad += batch["bad"]
             if batch["x"] is not None:
                 x = batch["x"].to(self.device, non_blocking=True)
-                codes.append(pack(self.model.encode(x, is_feature=self.corpus.kind == "features")))
+                if not is_feature:
+                    x = normalize_batch(x, self.model.mean, self.model.std)
+                codes.append(pack(self.model.encode(x, is_feature=is_feature)))
                 good.append(batch["index"].numpy())
         nbytes = self.model.nbits // 8
         return (np.concatenate(codes) if codes else np.zeros((0, nbytes), np.uint8),

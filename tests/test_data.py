@@ -3,8 +3,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import default_collate
+from torchvision import transforms as T
 
-from nsh.data import BadItemError, DatasetNotFoundError, build_corpus, load_or_make_split, make_split
+from nsh.data import (BadItemError, DatasetNotFoundError, build_corpus, eval_load, eval_view, load_or_make_split,
+                      make_split, normalize_batch)
 from nsh.data.sources import feature_file, image_folder, list_file
 
 from conftest import BAD_FILES
@@ -37,6 +41,18 @@ def test_fashion_mnist_reads_debian_idx_files():
     assert len(corpus) == 70000 and corpus.is_test.sum() == 10000
     image = corpus.load(0)
     assert image.size == (28, 28) and image.mode == "RGB"
+
+
+def test_eval_view_in_two_halves_gives_bitwise_the_tensors_of_the_classic_transform(cifar_root):
+    corpus = build_corpus("cifar10")
+    images = [corpus.load(i) for i in range(0, 60000, 1500)]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    classic = T.Compose([T.Resize((96, 96), antialias=True), T.ToTensor(), T.Normalize(mean, std)])
+    expected = torch.stack([classic(im) for im in images])
+    halves = normalize_batch(default_collate([eval_load(96)(im) for im in images]), mean, std)
+    assert default_collate([eval_load(96)(im) for im in images]).dtype == torch.uint8
+    assert torch.equal(torch.stack([eval_view(96, mean, std)(im) for im in images]), expected)
+    assert torch.equal(halves, expected)
 
 
 def test_image_folder_converts_grey_and_rgba_and_names_broken_files(image_folder):

@@ -2,7 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
+from nsh.checkpoint import load_model
+from nsh.codes import pack
+from nsh.data import eval_view
 from nsh.codes_io import read_codes
 from nsh.encoding import CorpusSpec, ShardEncoder, encode_local, plan
 from nsh.training import load_data
@@ -21,6 +25,19 @@ def test_codes_match_the_model_and_carry_metadata(tmp_path, trained_tiny):
     direct, _, _ = enc.encode_indices(split["query"])
     assert np.array_equal(table.codes, direct) and table.nbits == 16 and table.model_uri == "ckpt://tiny"
     assert len(list((tmp_path / "q").glob("part-*.parquet"))) == -(-len(split["query"]) // 16)
+
+
+def test_image_codes_equal_the_model_applied_to_eval_view_tensors(trained_tiny):
+    # the encoder normalises uint8 batches itself (on the device): its codes must be the reference ones
+    cfg, ckpt = trained_tiny
+    corpus, split = load_data(cfg)
+    enc = ShardEncoder(ckpt, CorpusSpec("cifar10"), "m", batch_size=32)
+    codes, good, _ = enc.encode_indices(split["query"])
+    model, mcfg, _ = load_model(ckpt)
+    view = eval_view(mcfg.data.image_size, model.mean, model.std)
+    with torch.no_grad():
+        expected = pack(model.encode(torch.stack([view(corpus.load(int(i))) for i in good])))
+    assert len(good) == len(split["query"]) and np.array_equal(codes, expected)
 
 
 def test_rerun_after_a_crash_encodes_only_missing_shards_exactly_once(tmp_path, trained_tiny):
