@@ -6,8 +6,8 @@ Sections (each a ratio of two things measured here, now; medians of --repeats):
 - sorting: SortedNCE forward + backward with softsort / torchsort / plain InfoNCE, time and peak memory by batch n.
 - step: one whole training step (heads on cached features, and a fine-tuned backbone) with each loss.
 - encode: the Ray Data encode pipeline against a plain PyTorch loop over the same model and images.
-- loader: what the encode loader hands over per second at the full preset's 224 px, float32 (the old
-  eval_view in the workers) against uint8 normalised where the batch lands (eval_load + normalize_batch).
+- loader: what the loader workers hand over per second at the full preset's 224 px (encode and training views),
+  float32 made in the workers (before) against uint8 normalised where the batch lands (now).
 - scale: the Ray Data pipeline over 100k -> 1M feature rows and a growing image folder: time and peak memory.
 - search: nsh.search.HammingIndex against raw faiss IndexBinaryFlat on 1M codes; scan rate against a NumPy copy;
   IndexBinaryMultiHash recall and speed at 64 and 128 bits.
@@ -257,14 +257,18 @@ def loader(a) -> list[dict]:
     DataLoader with one worker process delivering batches to a consumer that makes the model's input."""
     from torch.utils.data import DataLoader
 
-    from nsh.data import ItemDataset, build_corpus, collate_skip_bad, eval_load, eval_view, normalize_batch
+    from nsh.data import (ItemDataset, build_corpus, collate_skip_bad, eval_load, eval_view, normalize_batch,
+                          train_load, train_view)
 
     corpus = build_corpus("cifar10", a.cifar_root)
     size, mean, std = 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     n = 1024 if a.quick else 4096
-    forms = {"float32 in the workers (eval_view)": (eval_view(size, mean, std), lambda x: x),
-             "uint8, normalised by the consumer (eval_load + normalize_batch)": (
-                 eval_load(size), lambda x: normalize_batch(x, mean, std))}
+    forms = {"encode: float32 in the workers (eval_view, before)": (eval_view(size, mean, std), lambda x: x),
+             "encode: uint8, normalised by the consumer (eval_load, now)": (
+                 eval_load(size), lambda x: normalize_batch(x, mean, std)),
+             "training view: float32 in the workers (train_view, before)": (train_view(size, mean, std), lambda x: x),
+             "training view: uint8, normalised by the consumer (train_load, now)": (
+                 train_load(size), lambda x: normalize_batch(x, mean, std))}
     images = [corpus.load(i) for i in range(256)]
     torch.set_num_threads(1)  # as in a loader worker; for the DataLoader below, the other core runs the worker
     per_image = median_times({f: (lambda t=t: [t(im) for im in images]) for f, (t, _) in forms.items()}, a.repeats)
@@ -491,7 +495,7 @@ def render(r: dict) -> str:
                                       "per_round": "images/s by round", "ratio_to_plain": "of the plain loop (median)",
                                       "ratios": "by round"})
     if "loader" in r:
-        lines += ["## The encode loader at 224 px (CIFAR-10's 32 px images upscaled, as in the full preset)", "",
+        lines += ["## The loader at 224 px (CIFAR-10's 32 px images upscaled, as in the full preset)", "",
                   "Per-image transform cost in one thread (what each loader worker pays), the bytes a worker hands "
                   "to the main process, and images/s delivered by a DataLoader with one worker to a consumer that "
                   "makes the model's input from them (on a GPU that last step runs on the device).", ""]

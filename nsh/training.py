@@ -21,7 +21,7 @@ from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
 from nsh.config import Config, from_dict
 from nsh.data import (BadItemError, CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
-                      eval_view, load_or_make_split, train_view)
+                      eval_load, load_or_make_split, normalize_batch, train_load)
 from nsh.features import backbone_features
 from nsh.losses import CodeNTXent, SortedNCE
 from nsh.metrics import map_at_k
@@ -150,7 +150,7 @@ class Evaluator:
                                       device=str(device), log=log)
                 self.inputs[s] = torch.from_numpy(np.nan_to_num(f.astype(np.float32)))
             else:
-                self.inputs[s] = ItemDataset(corpus, split[s], eval_view(cfg.data.image_size, model.mean, model.std))
+                self.inputs[s] = ItemDataset(corpus, split[s], eval_load(cfg.data.image_size))
         self.is_feature = precompute
         self.q_labels, self.db_labels = labels["val_query"], labels["val_db"]
         self.k = min(cfg.train.val_k, len(self.db_labels))
@@ -164,7 +164,7 @@ class Evaluator:
                 out.append(model.hash_head(data[lo: lo + 1024].to(self.device)))
         else:
             for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad):
-                out.append(model.encode(batch["x"].to(self.device)))
+                out.append(model.encode(normalize_batch(batch["x"].to(self.device), model.mean, model.std)))
         return pack(torch.cat(out))
 
     def __call__(self, model: Hasher) -> float:
@@ -187,8 +187,8 @@ def _training_data(cfg, model, corpus, split, device, log):
                                   views=cfg.data.cache_views, seed=view_seed(cfg), device=str(device), log=log)
         keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
         return CachedViews(views[keep], cfg.train.seed), True
-    two = TwoViews(train_view(cfg.data.image_size, model.mean, model.std))
-    return ItemDataset(corpus, train_idx, two), False
+    # uint8 views from the workers, normalised on the device by fit(): see nsh.data.augment.eval_load
+    return ItemDataset(corpus, train_idx, TwoViews(train_load(cfg.data.image_size))), False
 
 
 # What a checkpoint's weights depend on: continuing them under other values would mix two runs in one.
@@ -255,7 +255,7 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         if session.world_size > 1 else None
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
                         drop_last=True, num_workers=cfg.data.loader_workers, collate_fn=collate_skip_bad,
-                        persistent_workers=cfg.data.loader_workers > 0)
+                        persistent_workers=cfg.data.loader_workers > 0, pin_memory=device.type == "cuda")
     if len(loader) == 0:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training set per worker "
                          f"({len(dataset) // session.world_size}); lower it")
@@ -298,6 +298,8 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         for step, batch in enumerate(loader):
             x1, x2 = batch["x"]
             x = torch.cat([x1, x2]).to(device, non_blocking=True)
+            if not is_feature:
+                x = normalize_batch(x, model.mean, model.std)
             codes, z = ddp(x, is_feature=is_feature)
             n = len(x1)
             c1, c2, z1, z2 = codes[:n], codes[n:], z[:n], z[n:]

@@ -8,7 +8,7 @@ from torch.utils.data import default_collate
 from torchvision import transforms as T
 
 from nsh.data import (BadItemError, DatasetNotFoundError, build_corpus, eval_load, eval_view, load_or_make_split,
-                      make_split, normalize_batch)
+                      make_split, normalize_batch, train_load, train_view)
 from nsh.data.sources import feature_file, image_folder, list_file
 
 from conftest import BAD_FILES
@@ -53,6 +53,19 @@ def test_eval_view_in_two_halves_gives_bitwise_the_tensors_of_the_classic_transf
     assert default_collate([eval_load(96)(im) for im in images]).dtype == torch.uint8
     assert torch.equal(torch.stack([eval_view(96, mean, std)(im) for im in images]), expected)
     assert torch.equal(halves, expected)
+
+
+def test_train_view_in_two_halves_draws_the_same_augmentation_bitwise(cifar_root):
+    corpus = build_corpus("cifar10")
+    images = [corpus.load(i) for i in range(0, 60000, 1500)]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    torch.manual_seed(7)
+    whole = torch.stack([train_view(64, mean, std)(im) for im in images])
+    torch.manual_seed(7)
+    halves = normalize_batch(default_collate([train_load(64)(im) for im in images]), mean, std)
+    assert torch.equal(halves, whole)
+    torch.manual_seed(8)  # and the augmentation is random: another seed gives other views
+    assert not torch.equal(torch.stack([train_view(64, mean, std)(im) for im in images]), whole)
 
 
 def test_image_folder_converts_grey_and_rgba_and_names_broken_files(image_folder):

@@ -7,13 +7,17 @@ from torchvision import transforms as T
 
 def train_view(size: int, mean, std) -> T.Compose:
     """SimCLR-style augmentation, as CIBHash and NSH use: crop, flip, colour jitter, greyscale."""
+    return T.Compose([train_load(size), T.ConvertImageDtype(torch.float32), T.Normalize(mean, std)])
+
+
+def train_load(size: int) -> T.Compose:
+    """The loader half of train_view (see eval_load): the random augmentation, as uint8."""
     return T.Compose([
         T.RandomResizedCrop(size, scale=(0.3, 1.0), antialias=True),
         T.RandomHorizontalFlip(),
         T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         T.RandomGrayscale(p=0.2),
-        T.ToTensor(),
-        T.Normalize(mean, std),
+        T.PILToTensor(),
     ])
 
 
@@ -31,7 +35,7 @@ def eval_load(size: int) -> T.Compose:
 
 
 def normalize_batch(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """The other half: uint8 (B, C, H, W) from `eval_load` -> the model's input, exactly as eval_view gives it."""
+    """The other half: uint8 (B, C, H, W) from a `*_load` -> the model's input, exactly as the `*_view` gives it."""
     return T.functional.normalize(T.functional.convert_image_dtype(x, torch.float32), mean, std)
 
 
