@@ -266,8 +266,8 @@ def loader(a) -> list[dict]:
     forms = {"encode: float32 in the workers (eval_view, before)": (eval_view(size, mean, std), lambda x: x),
              "encode: uint8, normalised by the consumer (eval_load, now)": (
                  eval_load(size), lambda x: normalize_batch(x, mean, std)),
-             "training view: float32 in the workers (train_view, before)": (train_view(size, mean, std), lambda x: x),
-             "training view: uint8, normalised by the consumer (train_load, now)": (
+             "one training view: float32 in the workers (train_view, before)": (train_view(size, mean, std), lambda x: x),
+             "one training view: uint8, normalised by the consumer (train_load, now)": (
                  train_load(size), lambda x: normalize_batch(x, mean, std))}
     images = [corpus.load(i) for i in range(256)]
     torch.set_num_threads(1)  # as in a loader worker; for the DataLoader below, the other core runs the worker
