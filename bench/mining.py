@@ -1,6 +1,6 @@
 """How often is the positive that NSH's sort mines of the anchor's class? A diagnostic of trained runs.
 
-    python bench/mining.py --config conf/fashion_mnist.yaml --runs runs/quality/fashion_mnist_60ep/*_b64_s0
+    python bench/mining.py --runs runs/quality/fashion_mnist_60ep/*_b64_s0 [--checkpoint latest]
 
 SortedNCE (with the own view as a positive and m = 2) takes each anchor's nearest code in the batch, by
 Hamming distance, as one more positive. Labels are never used in training, so that positive helps only when
@@ -50,7 +50,6 @@ def main():
     p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
                    help="the best-by-validation epoch, or the last one trained")
     a = p.parse_args()
-    rows = []
     for run in a.runs:
         session = LocalSession(run)
         ckpt = session.best_checkpoint() if a.checkpoint == "best" else session.latest_checkpoint()
@@ -62,9 +61,8 @@ def main():
         with torch.no_grad():
             c1, c2 = (model.hash_head(torch.from_numpy(views[keep, k].astype(np.float32))) for k in (0, 1))
         hit, chance = mined_precision(c1, c2, corpus.labels[split["train"]][keep], cfg.train.batch_size, a.batches)
-        rows.append({"run": run, "loss": cfg.loss.name, "nbits": cfg.model.nbits, "epoch": state["epoch"] + 1,
-                     "mined_same_class": hit, "random_same_class": chance})
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps({"run": run, "loss": cfg.loss.name, "nbits": cfg.model.nbits, "epoch": state["epoch"] + 1,
+                          "mined_same_class": hit, "random_same_class": chance}), flush=True)
 
 
 if __name__ == "__main__":

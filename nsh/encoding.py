@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from nsh.checkpoint import load_model
 from nsh.codes import pack
 from nsh.codes_io import PART_GLOB, write_codes
-from nsh.data import ItemDataset, build_corpus, collate_skip_bad, eval_load, normalize_batch
+from nsh.data import ItemDataset, build_corpus, collate_skip_bad, eval_load
 
 MANIFEST = "_manifest.json"
 ERRORS = "_errors.json"
@@ -92,18 +92,15 @@ class ShardEncoder:
     def encode_indices(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
         """(packed codes of the good items, their corpus indices, [(index, why)] for the bad ones)."""
         ds = ItemDataset(self.corpus, indices, self.transform)
-        is_feature = self.corpus.kind == "features"
         codes, good, bad = [], [], []
-        # Images leave the loader as uint8 and are normalised on the device (eval_load): on a GPU the loader
-        # workers, not the model, bound encoding, and float32 batches cost them 4x the bytes to hand over.
+        # Images leave the loader as uint8 and the model normalises them on the device (eval_load): on a GPU the
+        # loader, not the model, bound encoding, and float32 batches cost 4x the bytes to hand over.
         for batch in DataLoader(ds, batch_size=self.batch_size, num_workers=self.loader_workers,
                                 collate_fn=collate_skip_bad, pin_memory=self.device.type == "cuda"):
             bad += batch["bad"]
             if batch["x"] is not None:
                 x = batch["x"].to(self.device, non_blocking=True)
-                if not is_feature:
-                    x = normalize_batch(x, self.model.mean, self.model.std)
-                codes.append(pack(self.model.encode(x, is_feature=is_feature)))
+                codes.append(pack(self.model.encode(x, is_feature=self.corpus.kind == "features")))
                 good.append(batch["index"].numpy())
         nbytes = self.model.nbits // 8
         return (np.concatenate(codes) if codes else np.zeros((0, nbytes), np.uint8),

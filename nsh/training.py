@@ -21,7 +21,7 @@ from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
 from nsh.config import Config, from_dict
 from nsh.data import (BadItemError, CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
-                      eval_load, load_or_make_split, normalize_batch, train_load)
+                      eval_load, load_or_make_split, train_load)
 from nsh.features import backbone_features
 from nsh.losses import CodeNTXent, SortedNCE
 from nsh.metrics import map_at_k
@@ -164,7 +164,7 @@ class Evaluator:
                 out.append(model.hash_head(data[lo: lo + 1024].to(self.device)))
         else:
             for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad):
-                out.append(model.encode(normalize_batch(batch["x"].to(self.device), model.mean, model.std)))
+                out.append(model.encode(batch["x"].to(self.device)))
         return pack(torch.cat(out))
 
     def __call__(self, model: Hasher) -> float:
@@ -187,7 +187,7 @@ def _training_data(cfg, model, corpus, split, device, log):
                                   views=cfg.data.cache_views, seed=view_seed(cfg), device=str(device), log=log)
         keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
         return CachedViews(views[keep], cfg.train.seed), True
-    # uint8 views from the workers, normalised on the device by fit(): see nsh.data.augment.eval_load
+    # uint8 views from the workers, normalised on the device by the model: see nsh.data.augment.eval_load
     return ItemDataset(corpus, train_idx, TwoViews(train_load(cfg.data.image_size))), False
 
 
@@ -298,8 +298,6 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         for step, batch in enumerate(loader):
             x1, x2 = batch["x"]
             x = torch.cat([x1, x2]).to(device, non_blocking=True)
-            if not is_feature:
-                x = normalize_batch(x, model.mean, model.std)
             codes, z = ddp(x, is_feature=is_feature)
             n = len(x1)
             c1, c2, z1, z2 = codes[:n], codes[n:], z[:n], z[n:]

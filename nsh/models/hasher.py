@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from nsh.codes import check_nbits
+from nsh.data.augment import normalize_batch
 from nsh.models.backbones import build_backbone
 from nsh.models.heads import HashHead, LatentHead
 
@@ -33,6 +34,10 @@ class Hasher(nn.Module):
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        # uint8 images come straight from a loader (nsh.data.augment.eval_load) and are normalised here, on x's
+        # device: loader workers then hand over a quarter of the bytes
+        if x.dtype == torch.uint8:
+            x = normalize_batch(x, self.mean, self.std)
         if self.freeze_backbone:
             with torch.no_grad():
                 return self.backbone(x)
@@ -47,5 +52,5 @@ class Hasher(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, is_feature: bool = False) -> torch.Tensor:
         """Codes in {-1, +1} for inference (eval mode is the caller's business)."""
-        f = x if is_feature else self.backbone(x)
+        f = x if is_feature else self.features(x)
         return self.hash_head(f)
