@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cli import pick  # noqa: E402
 from nsh import checkpoint as ckpt_io  # noqa: E402
 from nsh import plots, tracking  # noqa: E402
 from nsh.codes import pack  # noqa: E402
@@ -143,6 +144,7 @@ def main():
     p.add_argument("--tag", help="name of this bench's results; default <config name>[_quick]")
     p.add_argument("overrides", nargs="*", help="config overrides, key=value")
     a = p.parse_intermixed_args()
+    methods = {n: METHODS[n] for n in pick(p, METHODS, a.methods, "--methods")}
     seeds = a.seeds or ([0] if a.quick else [0, 1, 2])
     bits = a.bits or ([32] if a.quick else [16, 32, 64])
     base_cfg = load_config(a.config, a.overrides)
@@ -170,7 +172,6 @@ def main():
     rows.append({"method": "float features (cosine)", "bits": None, "seed": None, "map": ceiling})
     client.log_metric(parent, "float_cosine_map", ceiling)
     log(f"float features (cosine): mAP@{k} {ceiling:.4f}")
-    methods = {n: o for n, o in METHODS.items() if not a.methods or any(w in n for w in a.methods)}
     for b in bits:
         for name, extra in methods.items():
             for s in seeds:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cli import pick  # noqa: E402
 from nsh.config import load_config  # noqa: E402
 from nsh.training import cache_dir, default_split_path, fit  # noqa: E402
 
@@ -62,7 +63,8 @@ def main():
     a = p.parse_intermixed_args()
     base = load_config(a.config, a.overrides)
     extras = dict(v.split("=", 1) for v in a.variant)
-    chosen = {n: o for n, o in VARIANTS.items() if (not a.only and not extras) or any(w in n for w in a.only or [])}
+    # with --variant and no --only, only the extra variants run
+    chosen = {n: VARIANTS[n] for n in (pick(p, VARIANTS, a.only, "--only") if a.only or not extras else [])}
     chosen.update({n: o.split(",") for n, o in extras.items()})
     configs = {}  # every variant's config is checked before the first one trains
     for name, extra in chosen.items():
