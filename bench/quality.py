@@ -2,6 +2,7 @@
 
     python bench/quality.py --config conf/cifar10_quick.yaml            # 3 seeds x 16/32/64 bits
     python bench/quality.py --config conf/cifar10_quick.yaml --quick    # 1 seed, 32 bits, small database
+    python bench/quality.py --config conf/cifar10_quick.yaml --tag cifar10_160px data.image_size=160 --methods ITQ NSH
 
 Every method sees the same frozen-backbone features of the same NSH.md §3 split: the plain view of the
 training, query and database images, plus the config's cached augmented views for the trained methods.
