@@ -1,6 +1,6 @@
 """Each stage against its limit, side by side in one run on one machine (issue #6).
 
-    python bench/performance.py [--quick] [--only sorting step encode loader scale search metrics]
+    python bench/performance.py [--quick] [--only sorting step encode loader backbone scale search metrics]
 
 Sections (each a ratio of two things measured here, now; medians of --repeats):
 - sorting: SortedNCE forward + backward with softsort / torchsort / plain InfoNCE, time and peak memory by batch n.
@@ -8,6 +8,8 @@ Sections (each a ratio of two things measured here, now; medians of --repeats):
 - encode: the Ray Data encode pipeline against a plain PyTorch loop over the same model and images.
 - loader: what the loader workers hand over per second at the full preset's 224 px (encode and training views),
   float32 made in the workers (before) against uint8 normalised where the batch lands (now).
+- backbone: the frozen EfficientNet-Lite0 forward pass on the CPU at 96 / 160 / 224 px, NCHW input (before)
+  against the channels-last input that nsh.models.Hasher.features now hands it.
 - scale: the Ray Data pipeline over 100k -> 1M feature rows and a growing image folder: time and peak memory.
 - search: nsh.search.HammingIndex against raw faiss IndexBinaryFlat on 1M codes; scan rate against a NumPy copy;
   IndexBinaryMultiHash recall and speed at 64 and 128 bits.
@@ -285,6 +287,29 @@ def loader(a) -> list[dict]:
              "images_per_s_one_worker": n / delivered[f]} for f in forms]
 
 
+def backbone(a) -> list[dict]:
+    """The frozen backbone's forward pass on this CPU, per input size: plain NCHW input against Hasher.features,
+    which hands oneDNN channels-last input. Real CIFAR-10 images, as the feature cache feeds them."""
+    from nsh.data import build_corpus, eval_view
+    from nsh.models import Hasher
+
+    model = Hasher("efficientnet_lite0", 32).eval()
+    corpus = build_corpus("cifar10", a.cifar_root)
+    batch = 32 if a.quick else 128
+    rows = []
+    for size in (96, 160, 224):
+        x = torch.stack([eval_view(size, model.mean, model.std)(corpus.load(i)) for i in range(batch)])
+        with torch.no_grad():
+            nchw, nhwc = model.backbone(x), model.features(x)
+            sec = median_times({"nchw": lambda: model.backbone(x), "nhwc": lambda: model.features(x)}, a.repeats)
+        rows.append({"size": size, "batch": batch, "nchw_images_per_s": batch / sec["nchw"],
+                     "nhwc_images_per_s": batch / sec["nhwc"], "speedup": sec["nchw"] / sec["nhwc"],
+                     "max_abs_difference": float((nchw - nhwc).abs().max())})
+        log(f"backbone at {size} px: NCHW {rows[-1]['nchw_images_per_s']:.0f}, channels-last "
+            f"{rows[-1]['nhwc_images_per_s']:.0f} images/s")
+    return rows
+
+
 def scaling(a, tmp: Path) -> list[dict]:
     """Feature rows 100k -> 1M and a growing image folder through the Ray Data pipeline: time and peak RSS."""
     from nsh.checkpoint import build_model, save
@@ -407,7 +432,8 @@ def metrics(a) -> list[dict]:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes: a check that every section runs")
-    p.add_argument("--only", nargs="+", choices=["sorting", "step", "encode", "loader", "scale", "search", "metrics"])
+    p.add_argument("--only", nargs="+", choices=["sorting", "step", "encode", "loader", "backbone", "scale", "search",
+                                                  "metrics"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--cifar-root", help="CIFAR-10 image folder; default: the project's usual location")
@@ -416,8 +442,8 @@ def main():
     torch.set_num_threads(a.threads)
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     wall = time.time()
-    sections = {"sorting": sorting, "step": training_step, "encode": encoding, "loader": loader, "scale": scaling,
-                "search": search, "metrics": metrics}
+    sections = {"sorting": sorting, "step": training_step, "encode": encoding, "loader": loader, "backbone": backbone,
+                "scale": scaling, "search": search, "metrics": metrics}
     result = {"command": "python bench/performance.py " + shlex.join(sys.argv[1:]),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, torch "
@@ -502,6 +528,14 @@ def render(r: dict) -> str:
         lines += _table(r["loader"], {"what": "loader output", "transform_ms_per_image": "transform ms/image",
                                       "bytes_per_image": "bytes/image",
                                       "images_per_s_one_worker": "images/s, 1 worker"})
+    if "backbone" in r:
+        lines += ["## The frozen backbone on this CPU: NCHW against channels-last input", "",
+                  "EfficientNet-Lite0 forward pass on real CIFAR-10 images (the feature cache's and the encoder's "
+                  "work per image), plain NCHW input against `Hasher.features`, which hands oneDNN channels-last "
+                  "input; the two outputs differ by float32 rounding only.", ""]
+        lines += _table(r["backbone"], {"size": "input px", "batch": "batch", "nchw_images_per_s": "NCHW images/s",
+                                        "nhwc_images_per_s": "channels-last images/s", "speedup": "speed-up",
+                                        "max_abs_difference": "max |difference|"})
     if "scale" in r:
         lines += ["## Scaling of the Ray Data encode pipeline", "",
                   "Peak memory of all Ray worker processes together, sampled every 0.2 s: RSS, and its anonymous "

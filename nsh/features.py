@@ -60,7 +60,7 @@ def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_
     folder.mkdir(parents=True, exist_ok=True)
     model.backbone.to(device).eval()
     chunks = range(0, len(indices), CHUNK)
-    start = time.time()
+    start, computed = time.time(), 0
     for c, lo in enumerate(chunks):
         part = folder / f"part_{c:05d}.npy"
         if part.is_file():
@@ -73,14 +73,14 @@ def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_
             for _, msg in batch["bad"]:
                 log(f"skipping bad item: {msg}")
             if batch["x"] is not None:
-                f = model.backbone(batch["x"].flatten(0, 1).to(device)).float().cpu().numpy()
+                f = model.features(batch["x"].flatten(0, 1).to(device)).float().cpu().numpy()
                 rows = [row_of[int(i)] for i in batch["index"]]
                 out[rows] = f.reshape(len(rows), n_views, -1).astype(np.float16)
         tmp = folder / f".part_{c:05d}.tmp.npy"
         np.save(tmp, out)
         tmp.replace(part)
-        done = min(lo + CHUNK, len(indices))
-        rate = done * n_views / max(time.time() - start, 1e-9)
+        done, computed = min(lo + CHUNK, len(indices)), computed + len(chunk)
+        rate = computed * n_views / max(time.time() - start, 1e-9)  # chunks found on disk took no time
         log(f"backbone features: {done}/{len(indices)} items x {n_views} view(s), {rate:.0f} images/s")
     feats = np.concatenate([np.load(folder / f"part_{c:05d}.npy") for c in range(len(chunks))])
     if not augmented:

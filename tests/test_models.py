@@ -39,6 +39,19 @@ def test_efficientnet_lite0_loads_offline_weights_and_is_frozen():
     assert codes.shape == (2, 32)
 
 
+def test_channels_last_features_match_the_plain_backbone_and_train_it(cifar_root):
+    from nsh.data import build_corpus, eval_view
+
+    model = Hasher("efficientnet_lite0", nbits=16, freeze_backbone=False).eval()
+    corpus = build_corpus("cifar10", cifar_root)
+    x = torch.stack([eval_view(64, model.mean, model.std)(corpus.load(i)) for i in range(4)])
+    f = model.features(x)
+    assert torch.allclose(f, model.backbone(x), atol=1e-4) and f.abs().max() > 0.1
+    f.sum().backward()
+    stem = next(model.backbone.parameters())
+    assert stem.grad is not None and stem.grad.abs().sum() > 0
+
+
 def test_missing_torchvision_weights_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
