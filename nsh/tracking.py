@@ -121,7 +121,9 @@ class HasherModel(mlflow.pyfunc.PythonModel):
 
         self.model, self.config, _ = load_model(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input, params=None):
+    # np.ndarray is a hint MLflow takes without inferring a schema from it: the logged signature stays the
+    # contract, and MLflow stops warning that predict has no type hints. DataFrames are accepted too.
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         import torch
 
         from nsh.codes import pack
