@@ -13,15 +13,15 @@ import numpy as np  # noqa: E402
 
 def pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> Path:
     """curves: label -> (precision, recall) by Hamming radius."""
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     for label, (precision, recall) in curves.items():
         ok = ~np.isnan(precision)
         ax.plot(recall[ok], precision[ok], marker=".", label=label)
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    # below the axes: method names are long, and inside the plot the legend hid the curves' upper left
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
