@@ -137,41 +137,51 @@ class Evaluator:
     """Validation mAP on codes: val queries against the val database (never the test queries)."""
 
     def __init__(self, cfg: Config, model: Hasher, corpus: Corpus, split: dict, device, log=print):
-        self.cfg, self.device = cfg, device
-        self.inputs, labels = {}, {}
+        self.cfg, self.device, self.log = cfg, device, log
+        self.inputs, self.labels = {}, {}
         precompute = corpus.kind == "features" or cfg.model.freeze_backbone
         for s in ("val_query", "val_db"):
-            labels[s] = corpus.labels[split[s]]
+            self.labels[s] = corpus.labels[split[s]]
             if corpus.kind == "features":
                 feats, kept = load_feature_rows(corpus, split[s], log)
-                self.inputs[s], labels[s] = torch.from_numpy(feats), corpus.labels[kept]
+                self.inputs[s], self.labels[s] = torch.from_numpy(feats), corpus.labels[kept]
             elif precompute:  # frozen backbone: its features of the plain view never change
                 f = backbone_features(model, corpus, split[s], cache_dir(cfg), cfg.data.image_size,
                                       device=str(device), log=log)
-                self.inputs[s] = torch.from_numpy(np.nan_to_num(f.astype(np.float32)))
+                ok = ~np.isnan(f).any(1)  # unreadable images, already reported by backbone_features
+                self.inputs[s], self.labels[s] = torch.from_numpy(f[ok].astype(np.float32)), corpus.labels[split[s][ok]]
             else:
                 self.inputs[s] = ItemDataset(corpus, split[s], eval_load(cfg.data.image_size))
         self.is_feature = precompute
-        self.q_labels, self.db_labels = labels["val_query"], labels["val_db"]
-        self.k = min(cfg.train.val_k, len(self.db_labels))
+        self.corpus_labels = corpus.labels
+        self.reported: set[int] = set()
+        self.k = min(cfg.train.val_k, len(self.labels["val_db"]))
 
     @torch.no_grad()
-    def codes(self, model: Hasher, which: str) -> np.ndarray:
+    def codes(self, model: Hasher, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """Packed codes of a validation split and the labels of the items they encode (unreadable images left out)."""
         data = self.inputs[which]
-        out = []
         if self.is_feature:
-            for lo in range(0, len(data), 1024):
-                out.append(model.hash_head(data[lo: lo + 1024].to(self.device)))
-        else:
-            for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad):
+            out = [model.hash_head(data[lo: lo + 1024].to(self.device)) for lo in range(0, len(data), 1024)]
+            return pack(torch.cat(out)), self.labels[which]
+        out, kept = [], []
+        for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad):
+            for idx, msg in batch["bad"]:
+                if idx not in self.reported:
+                    self.reported.add(idx)
+                    self.log(f"skipping bad item: {msg}")
+            if batch["x"] is not None:
                 out.append(model.encode(batch["x"].to(self.device)))
-        return pack(torch.cat(out))
+                kept.append(batch["index"].numpy())
+        if not out:
+            raise ValueError(f"no image of the validation split {which!r} could be read; check data.root")
+        return pack(torch.cat(out)), self.corpus_labels[np.concatenate(kept)]
 
     def __call__(self, model: Hasher) -> float:
         was_training = model.training
         model.eval()
-        score = map_at_k(self.codes(model, "val_query"), self.codes(model, "val_db"), self.q_labels,
-                         self.db_labels, self.k)
+        (q, q_labels), (db, db_labels) = self.codes(model, "val_query"), self.codes(model, "val_db")
+        score = map_at_k(q, db, q_labels, db_labels, min(self.k, len(db_labels)))
         model.train(was_training)
         return score
 
@@ -296,6 +306,12 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         model.train()
         t0, losses, seen = time.time(), [], 0
         for step, batch in enumerate(loader):
+            if epoch == start_epoch:  # the same items are unreadable every epoch: say so once
+                for _, msg in batch["bad"]:
+                    log(f"skipping bad item: {msg}")
+            if batch["x"] is None:
+                raise ValueError(f"every item of a training batch was unreadable (first: {batch['bad'][0][1]}); "
+                                   "check data.root, or remove the unreadable files")
             x1, x2 = batch["x"]
             x = torch.cat([x1, x2]).to(device, non_blocking=True)
             codes, z = ddp(x, is_feature=is_feature)

@@ -111,3 +111,51 @@ def test_nan_feature_rows_are_reported_and_left_out_while_training_goes_on(tmp_p
     skipped = [l for l in lines if "NaN or Inf" in l]
     assert skipped and all(l.startswith("skipping bad item:") for l in skipped)
     assert all(np.isfinite(h["loss"]) and 0 <= h["val_map"] <= 1 for h in history)
+
+
+def write_split(path, ids_by_split):
+    import json
+
+    path.write_text(json.dumps({"ids": ids_by_split}))
+
+
+def online(tmp_path, root, *overrides):
+    return tiny(tmp_path, "data.dataset=image_folder", f"data.root={root}", "data.cache_views=0",
+                "model.freeze_backbone=false", "train.epochs=2", "train.batch_size=8", "data.image_size=32",
+                "train.val_k=10", *overrides)
+
+
+def test_unreadable_images_in_training_and_validation_are_reported_once_and_left_out(tmp_path, image_folder):
+    from conftest import BAD_FILES
+    from nsh.data import build_corpus
+
+    ids = sorted(build_corpus("image_folder", str(image_folder)).ids.tolist())
+    good = [i for i in ids if i not in BAD_FILES]
+    corrupt, truncated, empty = sorted(BAD_FILES)
+    # two bad files among 16 training images (two whole batches, none dropped), one in the validation database
+    write_split(tmp_path / "split.json", {"train": good[:14] + [corrupt, truncated], "query": good[14:17],
+                                          "database": good[17:], "val_query": good[17:22],
+                                          "val_db": good[22:] + [empty]})
+    lines = []
+    history = fit(online(tmp_path, image_folder), log=lines.append).history
+    skipped = sorted(l for l in lines if l.startswith("skipping bad item:"))
+    assert len(skipped) == 3 and all(any(f in l for l in skipped) for f in BAD_FILES)  # each once, over 2 epochs
+    assert len(history) == 2 and all(np.isfinite(h["loss"]) and 0 <= h["val_map"] <= 1 for h in history)
+
+
+def test_a_training_set_of_unreadable_files_fails_with_the_fix(tmp_path, image_folder):
+    from nsh.data import build_corpus
+
+    for c in ("airplane", "cat", "ship"):
+        for f in sorted((image_folder / c).iterdir())[:8]:
+            f.write_bytes(b"not an image")
+
+    by_class = {}
+    for i in sorted(build_corpus("image_folder", str(image_folder)).ids.tolist()):
+        by_class.setdefault(i.split("/")[0], []).append(i)
+    write_split(tmp_path / "split.json", {
+        "train": [i for ids in by_class.values() for i in ids[:8]], "query": [ids[8] for ids in by_class.values()],
+        "database": [i for ids in by_class.values() for i in ids[9:]],
+        "val_query": [ids[9] for ids in by_class.values()], "val_db": [i for ids in by_class.values() for i in ids[10:]]})
+    with pytest.raises(ValueError, match="every item of a training batch was unreadable.*check data.root"):
+        fit(online(tmp_path, image_folder), log=lambda *_: None)
