@@ -311,7 +311,7 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
                     log(f"skipping bad item: {msg}")
             if batch["x"] is None:
                 raise ValueError(f"every item of a training batch was unreadable (first: {batch['bad'][0][1]}); "
-                                   "check data.root, or remove the unreadable files")
+                                 "check data.root, or remove the unreadable files")
             x1, x2 = batch["x"]
             x = torch.cat([x1, x2]).to(device, non_blocking=True)
             codes, z = ddp(x, is_feature=is_feature)
