@@ -39,7 +39,7 @@ class Hasher(nn.Module):
         if x.dtype == torch.uint8:
             x = normalize_batch(x, self.mean, self.std)
         if x.dim() == 4 and x.device.type == "cpu":
-            # oneDNN's convolutions run EfficientNet-Lite0 about 1.6x faster on NHWC than on NCHW input
+            # oneDNN's convolutions run EfficientNet-Lite0 1.5-1.6x faster on NHWC than on NCHW input
             # (bench/performance.py --only backbone); not measured on a GPU, so left to cuDNN's default there
             x = x.contiguous(memory_format=torch.channels_last)
         if self.freeze_backbone:
