@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from nsh.data import Corpus, ItemDataset, collate_skip_bad, eval_view, train_view
+from nsh.data import Corpus, ItemDataset, collate_skip_bad, eval_view, report_bad, train_view
 from nsh.models import Hasher
 
 CHUNK = 2048
@@ -70,8 +70,7 @@ def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_
         out = np.full((len(chunk), n_views, model.feature_dim), np.nan, dtype=np.float16)
         ds = _SeededViews(corpus, chunk, transform, n_views, seed)
         for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_bad):
-            for _, msg in batch["bad"]:
-                log(f"skipping bad item: {msg}")
+            report_bad(batch, log)
             if batch["x"] is not None:
                 f = model.features(batch["x"].flatten(0, 1).to(device)).float().cpu().numpy()
                 rows = [row_of[int(i)] for i in batch["index"]]

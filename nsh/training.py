@@ -21,7 +21,7 @@ from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
 from nsh.config import Config, from_dict
 from nsh.data import (BadItemError, CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
-                      eval_load, load_or_make_split, train_load)
+                      eval_load, load_or_make_split, report_bad, train_load)
 from nsh.features import backbone_features
 from nsh.losses import CodeNTXent, SortedNCE
 from nsh.metrics import map_at_k
@@ -138,24 +138,23 @@ class Evaluator:
 
     def __init__(self, cfg: Config, model: Hasher, corpus: Corpus, split: dict, device, log=print):
         self.cfg, self.device, self.log = cfg, device, log
-        self.inputs, self.labels = {}, {}
+        self.inputs, self.kept = {}, {}  # kept: the corpus indices of the rows in inputs (feature inputs only)
         precompute = corpus.kind == "features" or cfg.model.freeze_backbone
         for s in ("val_query", "val_db"):
-            self.labels[s] = corpus.labels[split[s]]
             if corpus.kind == "features":
-                feats, kept = load_feature_rows(corpus, split[s], log)
-                self.inputs[s], self.labels[s] = torch.from_numpy(feats), corpus.labels[kept]
+                feats, self.kept[s] = load_feature_rows(corpus, split[s], log)
+                self.inputs[s] = torch.from_numpy(feats)
             elif precompute:  # frozen backbone: its features of the plain view never change
                 f = backbone_features(model, corpus, split[s], cache_dir(cfg), cfg.data.image_size,
                                       device=str(device), log=log)
                 ok = ~np.isnan(f).any(1)  # unreadable images, already reported by backbone_features
-                self.inputs[s], self.labels[s] = torch.from_numpy(f[ok].astype(np.float32)), corpus.labels[split[s][ok]]
+                self.inputs[s], self.kept[s] = torch.from_numpy(f[ok].astype(np.float32)), split[s][ok]
             else:
                 self.inputs[s] = ItemDataset(corpus, split[s], eval_load(cfg.data.image_size))
         self.is_feature = precompute
-        self.corpus_labels = corpus.labels
-        self.reported: set[int] = set()
-        self.k = min(cfg.train.val_k, len(self.labels["val_db"]))
+        self.labels = corpus.labels
+        self.first_call = True  # unreadable images are the same at every evaluation: report them once
+        self.k = min(cfg.train.val_k, len(split["val_db"]))
 
     @torch.no_grad()
     def codes(self, model: Hasher, which: str) -> tuple[np.ndarray, np.ndarray]:
@@ -163,24 +162,23 @@ class Evaluator:
         data = self.inputs[which]
         if self.is_feature:
             out = [model.hash_head(data[lo: lo + 1024].to(self.device)) for lo in range(0, len(data), 1024)]
-            return pack(torch.cat(out)), self.labels[which]
+            return pack(torch.cat(out)), self.labels[self.kept[which]]
         out, kept = [], []
         for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad):
-            for idx, msg in batch["bad"]:
-                if idx not in self.reported:
-                    self.reported.add(idx)
-                    self.log(f"skipping bad item: {msg}")
+            if self.first_call:
+                report_bad(batch, self.log)
             if batch["x"] is not None:
                 out.append(model.encode(batch["x"].to(self.device)))
                 kept.append(batch["index"].numpy())
         if not out:
             raise ValueError(f"no image of the validation split {which!r} could be read; check data.root")
-        return pack(torch.cat(out)), self.corpus_labels[np.concatenate(kept)]
+        return pack(torch.cat(out)), self.labels[np.concatenate(kept)]
 
     def __call__(self, model: Hasher) -> float:
         was_training = model.training
         model.eval()
         (q, q_labels), (db, db_labels) = self.codes(model, "val_query"), self.codes(model, "val_db")
+        self.first_call = False
         score = map_at_k(q, db, q_labels, db_labels, min(self.k, len(db_labels)))
         model.train(was_training)
         return score
@@ -307,8 +305,7 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         t0, losses, seen = time.time(), [], 0
         for step, batch in enumerate(loader):
             if epoch == start_epoch:  # the same items are unreadable every epoch: say so once
-                for _, msg in batch["bad"]:
-                    log(f"skipping bad item: {msg}")
+                report_bad(batch, log)
             if batch["x"] is None:
                 raise ValueError(f"every item of a training batch was unreadable (first: {batch['bad'][0][1]}); "
                                  "check data.root, or remove the unreadable files")

@@ -59,3 +59,9 @@ def collate_skip_bad(batch):
     out = default_collate(good) if good else {"x": None, "index": torch.empty(0, dtype=torch.long)}
     out["bad"] = [(b["index"], b["bad"]) for b in batch if "bad" in b]
     return out
+
+
+def report_bad(batch: dict, log) -> None:
+    """One line per item that collate_skip_bad left out of the batch, naming it and the fix."""
+    for _, msg in batch["bad"]:
+        log(f"skipping bad item: {msg}")
