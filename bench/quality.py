@@ -57,6 +57,8 @@ METHODS: dict[str, list[str] | None] = {
     "NT-Xent on codes (CIBHash core)": ["loss.name=nt_xent", "loss.tau=0.3"],
     # the baseline at the temperature the NSH presets use, so that the comparison does not hinge on tau alone
     "NT-Xent on codes, tau 0.5": ["loss.name=nt_xent", "loss.tau=0.5"],
+    # feature-space augmentation on the cached views: the strongest baseline found on validation (session 7)
+    "NT-Xent on codes, tau 0.5, feature dropout 0.5": ["loss.name=nt_xent", "loss.tau=0.5", "data.feature_dropout=0.5"],
     "NSH softsort, paper form": ["loss.sorter=softsort", *PAPER],
     "NSH torchsort, paper form": ["loss.sorter=torchsort", *PAPER],
     "NSH torchsort, own view + 1 mined + code NT-Xent": ["loss.sorter=torchsort", *OWN_MINED, "loss.tau=0.3",

@@ -29,6 +29,9 @@ class DataConfig(Section):
     image_size: int = Field(96, ge=16, description="side of the square images fed to the backbone")
     cache_views: int = Field(0, ge=0, description="K > 0: backbone features of K augmented views per training "
                              "image are computed once and the heads train on them (frozen backbone only)")
+    feature_dropout: float | None = Field(None, ge=0, lt=1, description="fraction of each training feature "
+                                          "vector's dimensions zeroed at random per view: augmentation in feature "
+                                          "space; None: 0.5 for precomputed features, 0 for cached image views")
     view_seed: int | None = Field(None, description="seed of the cached augmented views; None: train.seed "
                                   "(fix it to share one cache between training seeds)")
     split_seed: int = 0
@@ -152,6 +155,9 @@ class Config(Section):
         if self.data.cache_views and not self.model.freeze_backbone:
             raise ValueError("data.cache_views needs model.freeze_backbone=true: a trained backbone changes "
                              "its features; use data.cache_views=0 to augment online")
+        if self.data.feature_dropout and not self.data.cache_views and self.data.dataset != "features":
+            raise ValueError("data.feature_dropout acts on feature vectors, but data.cache_views=0 trains on images "
+                             "augmented online; set data.cache_views > 0 or drop data.feature_dropout")
         if self.data.dataset == "features" and self.model.backbone != "features":
             raise ValueError("data.dataset=features needs model.backbone=features")
         return self

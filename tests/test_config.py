@@ -22,6 +22,7 @@ def test_overrides_are_parsed_as_yaml_and_applied():
     ("loss.tau=-0.1", "loss.tau: Input should be greater than 0"),
     ("model.nbits=12", "model.nbits=12 is not a positive multiple of 8"),
     ("loss.m=256", "loss.m=256 must be smaller than train.batch_size=256"),
+    ("data.feature_dropout=1", "data.feature_dropout: Input should be less than 1"),
     ("loss.sorter=bubble", "loss.sorter: Input should be 'softsort' or 'torchsort'"),
     ("tau", "override 'tau' is not key=value"),
 ])
@@ -50,3 +51,8 @@ def test_relative_paths_become_absolute_at_load_so_ray_workers_elsewhere_see_the
     assert cfg.output_dir == str(tmp_path / "runs" / "cifar10_quick")
     assert cfg.data.split_file == str(tmp_path / "splits" / "s.json")
     assert cfg.encode.model == "models:/nsh@champion"  # URIs are left alone
+
+
+def test_feature_dropout_on_images_augmented_online_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="data.feature_dropout acts on feature vectors.*set data.cache_views > 0"):
+        load_config(REPO / "conf" / "cifar10_full.yaml", ["data.feature_dropout=0.3"])

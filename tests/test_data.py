@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import default_collate
 from torchvision import transforms as T
 
-from nsh.data import (BadItemError, DatasetNotFoundError, build_corpus, eval_load, eval_view, load_or_make_split,
+from nsh.data import (BadItemError, CachedViews, DatasetNotFoundError, build_corpus, eval_load, eval_view, load_or_make_split,
                       make_split, normalize_batch, train_load, train_view)
 from nsh.data.sources import feature_file, image_folder, list_file
 
@@ -110,3 +110,28 @@ def test_missing_datasets_say_how_to_get_them(tmp_path):
         build_corpus("fashion_mnist", str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         image_folder(tmp_path / "nowhere")
+
+
+def test_feature_dropout_zeroes_that_fraction_and_keeps_the_mean():
+    views = CachedViews(np.ones((500, 2, 64), dtype=np.float16), seed=0, dropout=0.25)
+    x = torch.stack([torch.cat(views[i]["x"]) for i in range(len(views))])
+    assert abs((x == 0).float().mean().item() - 0.25) < 0.01
+    assert torch.allclose(x[x != 0], torch.tensor(1 / 0.75))
+    assert abs(x.mean().item() - 1) < 0.02
+
+
+def test_feature_dropout_makes_two_copies_of_a_precomputed_row_two_views():
+    rows = np.random.default_rng(0).normal(size=(4, 1, 32)).astype(np.float16)
+    copies = np.concatenate([rows, rows], 1)
+    a, b = CachedViews(copies, dropout=0.3)[0]["x"]
+    assert not torch.equal(a, b)
+    a, b = CachedViews(copies)[0]["x"]
+    assert torch.equal(a, b)
+
+
+def test_feature_dropout_repeats_exactly_for_a_resumed_epoch():
+    views = CachedViews(np.random.default_rng(0).normal(size=(8, 3, 16)).astype(np.float16), seed=5, dropout=0.5)
+    views.set_epoch(3)
+    first = [views[i]["x"] for i in range(8)]
+    views.set_epoch(3)
+    assert all(torch.equal(torch.stack(f), torch.stack(views[i]["x"])) for i, f in enumerate(first))

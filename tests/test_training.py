@@ -5,7 +5,7 @@ import torch
 
 from nsh import checkpoint as ckpt_io
 from nsh.config import load_config
-from nsh.training import LocalSession, best_checkpoint, fit
+from nsh.training import LocalSession, best_checkpoint, fit, load_data, training_data
 
 from conftest import REPO
 
@@ -111,6 +111,24 @@ def test_nan_feature_rows_are_reported_and_left_out_while_training_goes_on(tmp_p
     skipped = [l for l in lines if "NaN or Inf" in l]
     assert skipped and all(l.startswith("skipping bad item:") for l in skipped)
     assert all(np.isfinite(h["loss"]) and 0 <= h["val_map"] <= 1 for h in history)
+
+
+def test_precomputed_features_train_on_two_different_views_unless_dropout_is_set_to_zero(tmp_path):
+    labels = np.arange(600) % 3
+    feats = (np.random.default_rng(0).normal(size=(600, 64)) + 3).astype(np.float32)
+    np.savez(tmp_path / "f.npz", features=feats, labels=labels)
+    common = ["data.dataset=features", f"data.root={tmp_path}/f.npz", "model.backbone=features", "data.cache_views=0",
+              "data.database_per_class=null"]
+    zeroed = {}
+    for extra in ([], ["data.feature_dropout=0"]):
+        cfg = tiny(tmp_path, *common, *extra)
+        corpus, split = load_data(cfg)
+        dataset, is_feature = training_data(cfg, None, corpus, split, "cpu", log=lambda *_: None)
+        views = torch.stack([torch.stack(dataset[i]["x"]) for i in range(len(dataset))])
+        assert is_feature
+        zeroed[cfg.data.feature_dropout] = (views == 0).float().mean().item()
+        assert torch.equal(views[:, 0], views[:, 1]) == (cfg.data.feature_dropout == 0)
+    assert abs(zeroed[None] - 0.5) < 0.02 and zeroed[0] == 0
 
 
 def write_split(path, ids_by_split):

@@ -35,12 +35,18 @@ class ItemDataset(Dataset):
 
 
 class CachedViews(Dataset):
-    """Two different cached augmented views of each item, drawn at random each time: (n, K, D) features."""
+    """Two different cached views of each item, drawn at random each time from (n, K, D) features.
 
-    def __init__(self, views: np.ndarray, seed: int = 0):
+    `dropout` > 0 also zeroes that fraction of each view's dimensions at random (scaled to keep the mean): the
+    only augmentation a feature vector has, and what makes two copies of one precomputed row two views.
+    """
+
+    def __init__(self, views: np.ndarray, seed: int = 0, dropout: float = 0.0):
         if views.shape[1] < 2:
             raise ValueError("data.cache_views must be at least 2 to draw two different views")
-        self.views, self.seed = torch.from_numpy(views), seed
+        if not 0 <= dropout < 1:
+            raise ValueError(f"feature dropout {dropout} must be in [0, 1)")
+        self.views, self.seed, self.dropout = torch.from_numpy(views), seed, dropout
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -51,7 +57,10 @@ class CachedViews(Dataset):
 
     def __getitem__(self, i):
         a, b = self.rng.choice(self.views.shape[1], 2, replace=False)
-        return {"x": (self.views[i, a].float(), self.views[i, b].float()), "index": i}
+        x = self.views[i, [a, b]].float()
+        if self.dropout:
+            x = x * torch.from_numpy(self.rng.random(x.shape, dtype=np.float32) >= self.dropout) / (1 - self.dropout)
+        return {"x": (x[0], x[1]), "index": i}
 
 
 def collate_skip_bad(batch):
