@@ -66,6 +66,10 @@ METHODS: dict[str, list[str] | None] = {
     # a softer sort and a warmer SortedNCE: the best region of the validation sweeps (docs/measurements.md)
     "NSH torchsort, own view + 1 mined + code NT-Xent, tau 0.5, steepness 0.1": [
         "loss.sorter=torchsort", *OWN_MINED, "loss.tau=0.5", "loss.steepness=0.1"],
+    # the same with feature dropout, which NSH only profits from at a higher learning rate (validation, session 7)
+    "NSH torchsort, own view + 1 mined + code NT-Xent, tau 0.5, steepness 0.1, feature dropout 0.5, lr 8e-3": [
+        "loss.sorter=torchsort", *OWN_MINED, "loss.tau=0.5", "loss.steepness=0.1", "data.feature_dropout=0.5",
+        "train.lr=0.008"],
     "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", *OWN_MINED, "loss.tau=0.3",
                                                         "loss.steepness=0.5"],
 }
