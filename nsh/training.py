@@ -194,15 +194,16 @@ def training_data(cfg, model, corpus, split, device, log):
     """(dataset, inputs-are-features) for the training set: cached views, raw features, or online views."""
     train_idx = split["train"]
     dropout = cfg.data.feature_dropout
+    if dropout is None:
+        dropout = PRECOMPUTED_DROPOUT if corpus.kind == "features" else 0.0
     if corpus.kind == "features":
         feats, _ = load_feature_rows(corpus, train_idx, log)
-        dropout = PRECOMPUTED_DROPOUT if dropout is None else dropout
         return CachedViews(np.stack([feats, feats], 1), cfg.train.seed, dropout), True
     if cfg.data.cache_views:
         views = backbone_features(model, corpus, train_idx, cache_dir(cfg), cfg.data.image_size,
                                   views=cfg.data.cache_views, seed=view_seed(cfg), device=str(device), log=log)
         keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
-        return CachedViews(views[keep], cfg.train.seed, dropout or 0.0), True
+        return CachedViews(views[keep], cfg.train.seed, dropout), True
     # uint8 views from the workers, normalised on the device by the model: see nsh.data.augment.eval_load
     return ItemDataset(corpus, train_idx, TwoViews(train_load(cfg.data.image_size))), False
 
