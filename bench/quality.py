@@ -126,6 +126,15 @@ def plain_features(cfg, corpus, split, log) -> dict[str, tuple[np.ndarray, np.nd
     return out
 
 
+def feature_progress(log, prefix: str):
+    """A run's log that passes on only its backbone-feature lines: caching the views of a new size takes many
+    minutes and must show progress, while the epoch lines of a hundred runs would bury the table."""
+    def forward(msg: str) -> None:
+        if msg.startswith("backbone features"):
+            log(f"{prefix}: {msg}")
+    return forward
+
+
 def train_and_encode(cfg, feats, log):
     """fit() the config (resuming or reusing its run folder); codes of the best-by-validation epoch."""
     t = time.time()
@@ -189,7 +198,8 @@ def main():
                     enc = fitted_encoder(name, feats["train"][0], b, s)
                     codes, info = {x: enc(feats[x][0]) for x in ("query", "database")}, {}
                 else:
-                    codes, info = train_and_encode(run_cfg, feats, log=lambda *_: None)
+                    run_log = feature_progress(log, f"{name}, {b} bits, seed {s}")
+                    codes, info = train_and_encode(run_cfg, feats, log=run_log)
                 m = evaluate(codes["query"], codes["database"], feats["query"][1], feats["database"][1], k)
                 row = {"method": name, "bits": b, "seed": s, "map": m.map_at_k, "map_tie_aware": m.tie_aware_map_at_k,
                        "precision_h2": m.precision_at_radius2, **info, "seconds": time.time() - t}
