@@ -326,7 +326,7 @@ def render_summary() -> None:
                     lines.append(f"| {method} | " + " | ".join(cells) + " |")
             lines.append("")
         choice = validation_choice(agg)
-        if any(len(forms) > 1 for forms in [[a for a in agg if a["method"].startswith(f)] for f in ("NSH", "NT-Xent")]):
+        if any(len({a["method"] for a in agg if a["method"].startswith(f)}) > 1 for f in ("NSH", "NT-Xent")):
             lines += ["**Chosen on validation** (per length and method, the form with the best mean validation mAP; "
                       "its test mAP)", ""]
             lines += [f"- {b} bits: " + "; ".join(f"{f} `{a['method']}` (val {a['best_val_map'][0]:.4f}): "
