@@ -275,16 +275,21 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def family(method: str) -> str | None:
+    """The trained method a bench row is a form of ("NSH", "NT-Xent"); None for the fitted ones and the ceiling."""
+    return next((f for f in ("NSH", "NT-Xent") if method.startswith(f)), None)
+
+
 def validation_choice(agg: list[dict]) -> dict[int, dict[str, dict]]:
-    """bits -> family ("NSH", "NT-Xent") -> the form of that family with the best mean validation mAP: the choice a
-    user would make without the test queries, when a section holds several forms of one method."""
+    """bits -> family -> the form of that family with the best mean validation mAP: the choice a user would make
+    without the test queries, when a section holds several forms of one method."""
     out: dict[int, dict[str, dict]] = {}
     for a in agg:
-        family = next((f for f in ("NSH", "NT-Xent") if a["method"].startswith(f)), None)
-        if family and "best_val_map" in a:
-            best = out.setdefault(a["bits"], {}).get(family)
+        f = family(a["method"])
+        if f and "best_val_map" in a:
+            best = out.setdefault(a["bits"], {}).get(f)
             if best is None or a["best_val_map"][0] > best["best_val_map"][0]:
-                out[a["bits"]][family] = a
+                out[a["bits"]][f] = a
     return out
 
 
@@ -326,7 +331,8 @@ def render_summary() -> None:
                     lines.append(f"| {method} | " + " | ".join(cells) + " |")
             lines.append("")
         choice = validation_choice(agg)
-        if any(len({a["method"] for a in agg if a["method"].startswith(f)}) > 1 for f in ("NSH", "NT-Xent")):
+        forms = [family(m) for m in {a["method"] for a in agg}]
+        if any(f and forms.count(f) > 1 for f in forms):
             lines += ["**Chosen on validation** (per length and method, the form with the best mean validation mAP; "
                       "its test mAP)", ""]
             lines += [f"- {b} bits: " + "; ".join(f"{f} `{a['method']}` (val {a['best_val_map'][0]:.4f}): "
