@@ -28,7 +28,7 @@ from nsh import checkpoint as ckpt_io  # noqa: E402
 from nsh.config import load_config  # noqa: E402
 from nsh.features import backbone_features  # noqa: E402
 from nsh.metrics import cosine_map_at_k  # noqa: E402
-from nsh.training import load_data  # noqa: E402
+from nsh.training import load_data, validation_k  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMED = 512  # images per size in the timing, through a fresh cache so that nothing is reused
@@ -50,7 +50,7 @@ def main():
     model = ckpt_io.build_model(cfg)
     quiet = lambda *_: None  # noqa: E731
     labels = {s: corpus.labels[split[s]] for s in ("val_query", "val_db")}
-    k = min(cfg.train.val_k, len(labels["val_db"]))
+    k = validation_k(cfg, split)
     rows = []
     for size in a.sizes:
         with tempfile.TemporaryDirectory() as scratch:

@@ -79,8 +79,8 @@ def main():
         t = time.time()
         r = fit(cfg, log=lambda *_: None)
         rows.append({"variant": name, "overrides": chosen[name], "best_val_map": r.best_val_map,
-                     "best_epoch": r.best_epoch + 1, "seconds": time.time() - t})
-        print(f"{name:48s} val mAP@{cfg.train.val_k} {r.best_val_map:.4f} (epoch {r.best_epoch + 1}), "
+                     "best_epoch": r.best_epoch + 1, "val_k": r.val_k, "seconds": time.time() - t})
+        print(f"{name:48s} val mAP@{r.val_k} {r.best_val_map:.4f} (epoch {r.best_epoch + 1}), "
               f"{rows[-1]['seconds']:.0f} s", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps({"config": a.config, "overrides": a.overrides, "epochs": a.epochs,

@@ -82,7 +82,8 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     seed: int = 0
-    val_k: int = Field(1000, ge=1)
+    val_k: int | None = Field(None, ge=1, description="validation mAP cutoff; None: eval.k scaled to the "
+                              "validation database (nsh.training.validation_k)")
     workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel)")
     use_gpu: bool | None = Field(None, description="None: use GPUs when the cluster has them")
     max_failures: int = Field(2, ge=0, description="worker crashes to recover from, from the last checkpoint")

@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
                **register_best(cfg, client, run_id, best_file, val_map, cfg)}
     client.set_terminated(run_id, "FINISHED")
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    log(f"best validation mAP@{cfg.train.val_k} {val_map:.4f} at epoch {ckpt['epoch'] + 1}; checkpoint {best_file}")
+    log(f"best validation mAP {val_map:.4f} at epoch {ckpt['epoch'] + 1}; checkpoint {best_file}")
     return summary
 
 

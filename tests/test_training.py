@@ -5,7 +5,7 @@ import torch
 
 from nsh import checkpoint as ckpt_io
 from nsh.config import load_config
-from nsh.training import LocalSession, best_checkpoint, fit, load_data, training_data
+from nsh.training import LocalSession, best_checkpoint, fit, load_data, training_data, validation_k
 
 from conftest import REPO
 
@@ -95,6 +95,16 @@ def test_checkpoints_load_with_weights_only(tmp_path):
 def test_model_selection_keeps_the_best_validation_epoch():
     history = [{"epoch": 0, "val_map": 0.2}, {"epoch": 1, "val_map": 0.4}, {"epoch": 2, "val_map": 0.4}]
     assert best_checkpoint(history) == 1
+
+
+def test_validation_cutoff_reaches_as_deep_into_each_class_as_the_test_cutoff(tmp_path):
+    # CIFAR-10's protocol: mAP@1000 of 54,000 database items; validation has 5,000, so 1000 * 5000 / 54000
+    split = {"database": np.arange(54_000), "val_db": np.arange(5_000)}
+    assert validation_k(tiny(tmp_path, "eval.k=1000"), split) == 93
+    assert validation_k(tiny(tmp_path, "eval.k=1000", "train.val_k=300"), split) == 300
+    small = {"database": np.arange(500), "val_db": np.arange(50)}  # test k capped at the database: 500 * 50 / 500
+    assert validation_k(tiny(tmp_path, "eval.k=1000"), small) == 50
+    assert validation_k(tiny(tmp_path, "train.val_k=80"), small) == 50
 
 
 def test_nan_feature_rows_are_reported_and_left_out_while_training_goes_on(tmp_path):
