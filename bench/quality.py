@@ -41,7 +41,7 @@ from nsh.codes import pack  # noqa: E402
 from nsh.config import load_config  # noqa: E402
 from nsh.features import backbone_features  # noqa: E402
 from nsh.metrics import cosine_map_at_k, evaluate  # noqa: E402
-from nsh.training import LocalSession, load_data, load_feature_rows, fit  # noqa: E402
+from nsh.training import LocalSession, fit, load_data, load_feature_rows, validation_k  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -244,7 +244,7 @@ def main():
         "backbone": f"{cfg.model.backbone} (frozen, pretrained) at {cfg.data.image_size} px, "
                     f"{cfg.data.cache_views} cached augmented views per training image",
         "protocol": {s: len(feats[s][0]) for s in ("train", "query", "database")} | {"k": k},
-        "epochs": cfg.train.epochs, "seeds": seeds, "bits": bits,
+        "val_k": validation_k(cfg, split), "epochs": cfg.train.epochs, "seeds": seeds, "bits": bits,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                    f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
         "wall_seconds": time.time() - wall, "mlflow_run_id": parent, "rows": rows,
@@ -312,7 +312,8 @@ def render_summary() -> None:
         agg = summarize(r["rows"])
         bits = r["bits"]
         lines += [f"## {r['tag']}", "", f"- command: `{r['command']}`", f"- backbone: {r['backbone']}",
-                  f"- split: {r['protocol']}; {r['epochs']} epochs; seeds {r['seeds']}",
+                  f"- split: {r['protocol']}; {r['epochs']} epochs; seeds {r['seeds']}; epoch chosen by validation "
+                  f"mAP@{r['val_k']}",
                   f"- machine: {r['machine']}; wall time {r['wall_seconds'] / 60:.1f} min; MLflow run "
                   f"`{r['mlflow_run_id']}`", ""]
         for metric, title in (("map", f"mAP@{r['protocol']['k']}"), ("map_tie_aware", "tie-aware mAP"),
