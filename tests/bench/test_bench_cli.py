@@ -1,4 +1,4 @@
-"""The benches' name filter: words select by substring, and a word that selects nothing is refused."""
+"""The benches' name filter: words select by substring or by whole name, and a word that selects nothing is refused."""
 import argparse
 
 import pytest
@@ -15,6 +15,14 @@ def test_no_words_picks_every_name_in_order():
 def test_a_word_picks_every_name_that_contains_it():
     assert pick(argparse.ArgumentParser(), NAMES, ["tau 0.5", "LSH"], "--methods") == [
         "LSH", "NT-Xent on codes, tau 0.5", "NSH torchsort, tau 0.5"]
+
+
+def test_a_word_that_is_a_whole_name_picks_that_name_alone():
+    names = NAMES + ["NT-Xent on codes, tau 0.5, lr 8e-3"]
+    assert pick(argparse.ArgumentParser(), names, ["NT-Xent on codes, tau 0.5"], "--methods") == [
+        "NT-Xent on codes, tau 0.5"]
+    assert pick(argparse.ArgumentParser(), names, ["NT-Xent on codes, tau 0.5", "lr 8e-3"], "--methods") == [
+        "NT-Xent on codes, tau 0.5", "NT-Xent on codes, tau 0.5, lr 8e-3"]
 
 
 def test_a_swallowed_config_override_is_an_error_that_says_where_overrides_go(capsys):
