@@ -223,7 +223,8 @@ def training_data(cfg, model, corpus, split, device, log):
     return ItemDataset(corpus, train_idx, TwoViews(train_load(cfg.data.image_size))), False
 
 
-# What a checkpoint's weights depend on: continuing them under other values would mix two runs in one.
+# What a run's checkpoints depend on (train.val_k: which epoch is kept): continuing them under other values would
+# mix two runs in one.
 # train.epochs may grow (a finished run continues), paths, workers, logging and tracking may change.
 RUN_DEFINING = ("model.", "loss.", "data.dataset", "data.image_size", "data.cache_views", "data.feature_dropout",
                 "train.lr", "train.batch_size", "train.weight_decay", "train.seed", "train.val_k")
