@@ -153,15 +153,18 @@ def feature_progress(log, prefix: str):
     return forward
 
 
+@torch.no_grad()
+def encode_features(model, x: np.ndarray) -> np.ndarray:
+    """Packed codes of backbone feature rows through a trained model's hash head."""
+    return pack(torch.cat([model.hash_head(torch.from_numpy(x[i:i + 4096])) for i in range(0, len(x), 4096)]))
+
+
 def train_and_encode(cfg, feats, log):
     """fit() the config (resuming or reusing its run folder); codes of the best-by-validation epoch."""
     t = time.time()
     result = fit(cfg, log=log)
     model, _, _ = ckpt_io.load_model(LocalSession(cfg.output_dir).best_checkpoint())
-    with torch.no_grad():
-        encode = lambda x: pack(torch.cat([model.hash_head(torch.from_numpy(x[i:i + 4096]))  # noqa: E731
-                                           for i in range(0, len(x), 4096)]))
-        codes = {s: encode(feats[s][0]) for s in ("query", "database")}
+    codes = {s: encode_features(model, feats[s][0]) for s in ("query", "database")}
     info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
             "epochs": len(result.history), "train_seconds": time.time() - t}
     return codes, info

@@ -4,7 +4,7 @@
 
 For every run folder of runs/quality/<tag> (bench/quality.py), the epoch that run kept is scored four ways:
 - val@1000: validation queries against the validation database, cutoff 1000 (the metric before session 10);
-- val@scaled: the same with the cutoff scaled to the validation database (nsh.training.validation_k's default);
+- val@scaled: the same with the cutoff scaled to the validation database (nsh.training.scaled_k, validation_k's default);
 - val@database: validation queries against the whole database less themselves, cutoff eval.k;
 - test: the test queries against the database, cutoff eval.k (what docs/results.md reports).
 Prints the means per (bits, method) and, per code length, the correlation of each validation score with the test
@@ -21,16 +21,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.quality import ROOT, plain_features  # noqa: E402
+from bench.quality import ROOT, encode_features, plain_features  # noqa: E402
 from nsh import checkpoint as ckpt_io  # noqa: E402
-from nsh.codes import pack  # noqa: E402
 from nsh.config import load_config  # noqa: E402
 from nsh.metrics import map_at_k  # noqa: E402
-from nsh.training import LocalSession, load_data, validation_k  # noqa: E402
+from nsh.training import LocalSession, load_data, scaled_k  # noqa: E402
 
 SCORES = ("val@1000", "val@scaled", "val@database", "test")
 
@@ -55,7 +53,7 @@ def main():
     rest = np.setdiff1d(np.arange(len(row)), vq)
     labels = feats["database"][1]
     k = min(cfg.eval.k, len(row))
-    scaled = validation_k(cfg.model_copy(update={"train": cfg.train.model_copy(update={"val_k": None})}), split)
+    scaled = scaled_k(cfg, split)
 
     runs = []
     for folder in sorted(f for f in work.iterdir() if f.is_dir()):
@@ -63,8 +61,7 @@ def main():
         if best is None:
             continue
         model, _, _ = ckpt_io.load_model(best)
-        with torch.no_grad():
-            db, q = (pack(model.hash_head(torch.from_numpy(feats[s][0]))) for s in ("database", "query"))
+        db, q = (encode_features(model, feats[s][0]) for s in ("database", "query"))
         runs.append({"run": folder.name,
                      "val@1000": map_at_k(db[vq], db[vdb], labels[vq], labels[vdb], min(1000, len(vdb))),
                      "val@scaled": map_at_k(db[vq], db[vdb], labels[vq], labels[vdb], scaled),

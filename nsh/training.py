@@ -144,6 +144,11 @@ def validation_k(cfg: Config, split: dict) -> int:
     """
     if cfg.train.val_k is not None:
         return min(cfg.train.val_k, len(split["val_db"]))
+    return scaled_k(cfg, split)
+
+
+def scaled_k(cfg: Config, split: dict) -> int:
+    """The test cutoff eval.k scaled from the database to the validation database."""
     test_k = min(cfg.eval.k, len(split["database"]))
     return max(1, round(test_k * len(split["val_db"]) / len(split["database"])))
 
