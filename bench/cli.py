@@ -19,3 +19,23 @@ def pick(parser: argparse.ArgumentParser, names, words: list[str] | None, flag: 
         parser.error(f"{flag} {' '.join(unknown)!r} matches no name (known: {'; '.join(names)}). "
                      f"Config overrides (key=value) go before {flag}, or after --.")
     return [n for n in names if n in words or any(w in n for w in words if w not in names)]
+
+
+def with_whole_names(argv: list[str], flag: str, chosen: list[str]) -> list[str]:
+    """argv with the words after `flag` replaced by the whole names they picked.
+
+    A results file records the command that made it. Its words would pick more methods once more are added
+    (a word such as 'lr 8e-3' matches every later method with that learning rate); whole names pick the same
+    methods for good.
+    """
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == flag or argv[i].startswith(flag + "="):
+            out += [flag, *chosen]
+            i += 1
+            while i < len(argv) and not argv[i].startswith("-"):
+                i += 1
+            continue
+        out.append(argv[i])
+        i += 1
+    return out

@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from bench.cli import pick
+from bench.cli import pick, with_whole_names
 
 NAMES = ["LSH", "ITQ", "NT-Xent on codes, tau 0.5", "NSH torchsort, tau 0.5"]
 
@@ -35,3 +35,22 @@ def test_a_swallowed_config_override_is_an_error_that_says_where_overrides_go(ca
     assert code.value.code == 2
     err = capsys.readouterr().err
     assert "'data.image_size=160' matches no name" in err and "go before --methods" in err
+
+
+def test_a_recorded_command_names_the_methods_it_ran_whole_so_later_methods_do_not_join_it():
+    argv = ["--config", "c.yaml", "--methods", "LSH", "tau 0.5", "--tag", "t", "data.image_size=160"]
+    chosen = pick(argparse.ArgumentParser(), NAMES, ["LSH", "tau 0.5"], "--methods")
+    recorded = with_whole_names(argv, "--methods", chosen)
+    assert recorded == ["--config", "c.yaml", "--methods", "LSH", "NT-Xent on codes, tau 0.5",
+                        "NSH torchsort, tau 0.5", "--tag", "t", "data.image_size=160"]
+    later = NAMES + ["NSH softsort, tau 0.5"]
+    p = argparse.ArgumentParser()
+    p.add_argument("--config")
+    p.add_argument("--tag")
+    p.add_argument("--methods", nargs="+")
+    p.add_argument("overrides", nargs="*")
+    again = p.parse_intermixed_args(recorded)
+    assert pick(p, later, again.methods, "--methods") == chosen
+    assert again.overrides == ["data.image_size=160"]
+    assert with_whole_names(["--methods=LSH", "ITQ"], "--methods", ["LSH", "ITQ"]) == ["--methods", "LSH", "ITQ"]
+    assert with_whole_names(argv[:2], "--methods", NAMES) == argv[:2]
