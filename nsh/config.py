@@ -43,6 +43,10 @@ class DataConfig(Section):
     val_db_per_class: int = Field(500, ge=1, description="validation database, drawn from the database")
     database_per_class: int | None = Field(None, description="cap the database (tests, quick runs); None = all")
     loader_workers: int = Field(0, ge=0, description="torch DataLoader worker processes")
+    augment_on: Literal["loader", "device"] = Field(
+        "loader", description="online views (data.cache_views=0): 'loader' augments in the DataLoader workers; "
+        "'device' has them only decode and resize, and crops, flips and jitters both views on the model's device "
+        "(nsh.data.augment.DeviceAugment): for GPUs, whose training the workers' augmentation starves")
 
 
 class ModelConfig(Section):
@@ -161,6 +165,9 @@ class Config(Section):
                              "augmented online; set data.cache_views > 0 or drop data.feature_dropout")
         if self.data.dataset == "features" and self.model.backbone != "features":
             raise ValueError("data.dataset=features needs model.backbone=features")
+        if self.data.augment_on == "device" and (self.data.cache_views or self.data.dataset == "features"):
+            raise ValueError("data.augment_on=device augments images online, but this run trains on cached views or "
+                             "features; set data.cache_views=0 with an image dataset, or data.augment_on=loader")
         return self
 
     def with_absolute_paths(self, base: Path) -> "Config":

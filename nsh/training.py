@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
 from nsh.config import Config, from_dict
-from nsh.data import (BadItemError, CachedViews, Corpus, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
+from nsh.data import (BadItemError, CachedViews, Corpus, DeviceAugment, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
                       eval_load, load_or_make_split, report_bad, train_load)
 from nsh.features import backbone_features
 from nsh.losses import CodeNTXent, SortedNCE
@@ -184,7 +184,8 @@ class Evaluator:
             out = [model.hash_head(data[lo: lo + 1024].to(self.device)) for lo in range(0, len(data), 1024)]
             return pack(torch.cat(out)), self.labels[self.kept[which]]
         out, kept = [], []
-        for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad):
+        for batch in DataLoader(data, batch_size=256, collate_fn=collate_skip_bad,
+                                num_workers=self.cfg.data.loader_workers):
             if self.first_call:
                 report_bad(batch, self.log)
             if batch["x"] is not None:
@@ -224,6 +225,8 @@ def training_data(cfg, model, corpus, split, device, log):
                                   views=cfg.data.cache_views, seed=view_seed(cfg), device=str(device), log=log)
         keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
         return CachedViews(views[keep], cfg.train.seed, dropout), True
+    if cfg.data.augment_on == "device":  # one resized uint8 image per item; fit() draws the two views
+        return ItemDataset(corpus, train_idx, eval_load(cfg.data.image_size)), False
     # uint8 views from the workers, normalised on the device by the model: see nsh.data.augment.eval_load
     return ItemDataset(corpus, train_idx, TwoViews(train_load(cfg.data.image_size))), False
 
@@ -232,6 +235,7 @@ def training_data(cfg, model, corpus, split, device, log):
 # mix two runs in one.
 # train.epochs may grow (a finished run continues), paths, workers, logging and tracking may change.
 RUN_DEFINING = ("model.", "loss.", "data.dataset", "data.image_size", "data.cache_views", "data.feature_dropout",
+                "data.augment_on",
                 "train.lr", "train.batch_size", "train.weight_decay", "train.seed", "train.val_k")
 
 
@@ -299,6 +303,7 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
     if len(loader) == 0:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training set per worker "
                          f"({len(dataset) // session.world_size}); lower it")
+    augment = DeviceAugment(cfg.data.image_size) if cfg.data.augment_on == "device" else None
     loss_fn = build_loss(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -341,7 +346,11 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
             if batch["x"] is None:
                 raise ValueError(f"every item of a training batch was unreadable (first: {batch['bad'][0][1]}); "
                                  "check data.root, or remove the unreadable files")
-            x1, x2 = batch["x"]
+            if augment is not None:
+                images = batch["x"].to(device, non_blocking=True)
+                x1, x2 = augment(images), augment(images)
+            else:
+                x1, x2 = batch["x"]
             x = torch.cat([x1, x2]).to(device, non_blocking=True)
             codes, z = ddp(x, is_feature=is_feature)
             n = len(x1)

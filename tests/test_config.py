@@ -25,6 +25,7 @@ def test_overrides_are_parsed_as_yaml_and_applied():
     ("data.feature_dropout=1", "data.feature_dropout: Input should be less than 1"),
     ("loss.sorter=bubble", "loss.sorter: Input should be 'softsort' or 'torchsort'"),
     ("tau", "override 'tau' is not key=value"),
+    ("data.augment_on=device", "data.augment_on=device augments images online, but this run trains on cached views"),
 ])
 def test_bad_configs_fail_with_a_message_that_names_the_key(override, message):
     with pytest.raises(ConfigError) as err:

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import default_collate
 from torchvision import transforms as T
 
-from nsh.data import (BadItemError, CachedViews, DatasetNotFoundError, build_corpus, eval_load, eval_view, load_or_make_split,
+from nsh.data import (BadItemError, CachedViews, DatasetNotFoundError, DeviceAugment, build_corpus, eval_load, eval_view, load_or_make_split,
                       make_split, normalize_batch, train_load, train_view)
 from nsh.data.sources import feature_file, image_folder, list_file
 
@@ -66,6 +66,64 @@ def test_train_view_in_two_halves_draws_the_same_augmentation_bitwise(cifar_root
     assert torch.equal(halves, whole)
     torch.manual_seed(8)  # and the augmentation is random: another seed gives other views
     assert not torch.equal(torch.stack([train_view(64, mean, std)(im) for im in images]), whole)
+
+
+def cifar_batch(n=40, size=32):
+    corpus = build_corpus("cifar10")
+    return default_collate([eval_load(size)(corpus.load(i)) for i in range(0, 60000, 60000 // n)])
+
+
+def test_device_augment_with_every_random_step_switched_off_returns_the_images_bitwise(cifar_root):
+    images = cifar_batch()
+    still = DeviceAugment(32, scale=(1, 1), ratio=(1, 1), flip_p=0, jitter_p=0, grey_p=0)
+    assert torch.equal(still(images), images)
+    assert torch.equal(DeviceAugment(32, scale=(1, 1), ratio=(1, 1), flip_p=1, jitter_p=0, grey_p=0)(images),
+                       images.flip(3))
+    grey = DeviceAugment(32, scale=(1, 1), ratio=(1, 1), flip_p=0, jitter_p=0, grey_p=1)(images)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    luma = T.functional.rgb_to_grayscale(images).float()
+    assert (grey[:, :1].float() - luma).abs().max() <= 1  # torchvision's luma, up to rounding
+
+
+def test_device_augment_draws_each_image_its_own_view_at_the_model_size(cifar_root):
+    images = cifar_batch(size=32)
+    twins = images[:1].expand(8, -1, -1, -1).contiguous()
+    torch.manual_seed(0)
+    views = DeviceAugment(64)(twins)
+    assert views.shape == (8, 3, 64, 64) and views.dtype == torch.uint8
+    assert len({v.numpy().tobytes() for v in views}) == 8  # one image, eight different views
+    again = DeviceAugment(64)(twins)
+    assert not torch.equal(views, again)
+    torch.manual_seed(0)
+    assert torch.equal(DeviceAugment(64)(twins), views)  # seeded, so a resumed run repeats its views
+
+
+def test_device_augment_jitters_about_as_often_and_as_far_as_the_loader_augmentation(cifar_root):
+    """Same crop-free, flip-free setting in both forms: the share of greyscale views and the spread of brightness
+    and saturation must agree (the device form's hue and order differ by design, not its strength)."""
+    corpus = build_corpus("cifar10")
+    pil = [corpus.load(i) for i in range(0, 60000, 150)]
+    images = default_collate([eval_load(32)(im) for im in pil])
+    loader = T.Compose([T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
+                        T.PILToTensor()])
+    torch.manual_seed(1)
+    by_loader = torch.stack([loader(im) for im in pil]).float()
+    by_device = DeviceAugment(32, scale=(1, 1), ratio=(1, 1), flip_p=0)(images).float()
+
+    def grey_share(x):
+        return ((x[:, 0] == x[:, 1]) & (x[:, 1] == x[:, 2])).flatten(1).all(1).float().mean().item()
+
+    def spread(x, stat):
+        return (stat(x) - stat(images.float())).std().item()
+
+    assert abs(grey_share(by_loader) - grey_share(by_device)) < 0.08
+    for stat in (lambda x: x.mean((1, 2, 3)), lambda x: x.std(1).mean((1, 2))):  # brightness, saturation
+        assert 0.7 < spread(by_device, stat) / spread(by_loader, stat) < 1.4
+
+
+def test_device_augment_refuses_float_images_with_the_expected_input():
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\) uint8"):
+        DeviceAugment(32)(torch.rand(2, 3, 32, 32))
 
 
 def test_image_folder_converts_grey_and_rgba_and_names_broken_files(image_folder):

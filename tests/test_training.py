@@ -23,9 +23,10 @@ def test_loss_falls_on_real_cifar10_features(tmp_path, sorter):
     assert all(0 <= h["val_map"] <= 1 for h in history)
 
 
-def test_online_augmentation_trains_a_fine_tuned_backbone_on_real_images(tmp_path):
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_online_augmentation_trains_a_fine_tuned_backbone_on_real_images(tmp_path, augment_on):
     cfg = tiny(tmp_path, "data.cache_views=0", "model.freeze_backbone=false", "train.epochs=2", "train.batch_size=16",
-               "data.train_per_class=8", "data.image_size=32")
+               "data.train_per_class=8", "data.image_size=32", f"data.augment_on={augment_on}")
     before = {k: v.clone() for k, v in ckpt_io.build_model(cfg).backbone.state_dict().items()}
     fit(cfg, log=lambda *_: None)
     _, _, saved = ckpt_io.load_model(LocalSession(cfg.output_dir).latest_checkpoint())
