@@ -65,6 +65,7 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
 
 # RGB <-> YIQ: a hue shift is a rotation of the (I, Q) chroma plane
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_RGB_FROM_YIQ = torch.linalg.inv(_YIQ)
 
 
 class DeviceAugment:
@@ -115,8 +116,7 @@ class DeviceAugment:
         cos, sin = torch.cos(angle), torch.sin(angle)
         rot = torch.zeros(n, 3, 3, device=dev)
         rot[:, 0, 0], rot[:, 1, 1], rot[:, 2, 2], rot[:, 1, 2], rot[:, 2, 1] = 1, cos, cos, -sin, sin
-        yiq = _YIQ.to(dev)
-        mix = torch.linalg.inv(yiq) @ rot @ yiq  # (n, 3, 3), per image
+        mix = _RGB_FROM_YIQ.to(dev) @ rot @ _YIQ.to(dev)  # (n, 3, 3), per image
         return torch.einsum("bij,bjhw->bihw", mix, x).clamp(0, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

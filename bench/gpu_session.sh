@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One device-tool call on a lent GPU machine (no Ray, no internet), after scripts/gpu_bundle.sh filled .gpu/:
+# installs the bundle, measures the input pipeline (bench/augment_rate.py), builds torchsort's CUDA kernel while
+# the NT-Xent baseline trains, then fine-tunes NSH; 64 bits first, then 16. Every run is bench/gpu_full.py on
+# conf/cifar10_full.yaml with device augmentation, on the split of the CPU bench. Everything lands in $OUT: one
+# log with a [run] prefix per line, and a JSON per finished run. Runs that could not finish by the deadline are
+# not started, so the call ends inside its limit.
+#   bash bench/gpu_session.sh EPOCHS SECONDS
+set -u
+EPOCHS=${1:-20}
+DEADLINE=$(( $(date +%s) + ${2:-540} ))
+LOG=$OUT/log
+export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:/tmp/ts
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl >> "$LOG" 2>&1 \
+    || { echo "wheel install failed" >> "$LOG"; exit 1; }
+tar xzf .gpu/cifar10-jpeg.tar.gz -C /tmp
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$LOG"
+nproc >> "$LOG"
+python3 bench/augment_rate.py --root /tmp/cifar10-jpeg --workers 14 --images 4096 --out "$OUT/augment_rate.json" 2>&1 \
+    | sed -u 's/^/[rate] /' >> "$LOG"
+
+( CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 python3 -m pip install -q --no-index --no-deps \
+    --no-build-isolation --target /tmp/ts .gpu/sdist/torchsort-0.1.10.tar.gz > /tmp/ts.log 2>&1 && touch /tmp/ts.ok
+  echo "build finished at +$(( $(date +%s) - DEADLINE + ${2:-540} ))s, ok: $(ls /tmp/ts.ok 2>/dev/null)" \
+    | sed 's/^/[torchsort] /' >> "$LOG"; tail -5 /tmp/ts.log | sed 's/^/[torchsort] /' >> "$LOG" ) &
+TS=$!
+
+run() {  # name, then config overrides
+    local name=$1; shift
+    if [ "$(date +%s)" -gt $((DEADLINE - 120)) ]; then echo "[$name] not started: too little time left" >> "$LOG"; return; fi
+    timeout $((DEADLINE - $(date +%s))) python3 bench/gpu_full.py --config conf/cifar10_full.yaml --out "$OUT/$name.json" \
+        output_dir=/tmp/runs/$name data.root=/tmp/cifar10-jpeg data.split_file=.gpu/split.json data.augment_on=device \
+        data.loader_workers=6 train.epochs="$EPOCHS" train.log_every=5 "$@" 2>&1 | sed -u "s/^/[$name] /" >> "$LOG"
+}
+NSH="loss.sorter=torchsort loss.m=3 loss.own_positive=true loss.code_weight=1.0 loss.code_tau=0.2 loss.tau=0.5 loss.steepness=0.1"
+BASE="loss.name=nt_xent loss.tau=0.2"
+torchsort_built() { while [ ! -e /tmp/ts.ok ] && kill -0 $TS 2>/dev/null; do sleep 2; done; }
+# shellcheck disable=SC2086  # the forms are word lists
+( run base64 model.nbits=64 $BASE; torchsort_built; run nsh16 model.nbits=16 $NSH ) &
+( torchsort_built; run nsh64 model.nbits=64 $NSH; run base16 model.nbits=16 $BASE ) &
+wait
