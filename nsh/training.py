@@ -166,7 +166,7 @@ class Evaluator:
                 self.inputs[s] = torch.from_numpy(feats)
             elif precompute:  # frozen backbone: its features of the plain view never change
                 f = backbone_features(model, corpus, split[s], cache_dir(cfg), cfg.data.image_size,
-                                      device=str(device), log=log)
+                                      device=str(device), workers=cfg.data.loader_workers, log=log)
                 ok = ~np.isnan(f).any(1)  # unreadable images, already reported by backbone_features
                 self.inputs[s], self.kept[s] = torch.from_numpy(f[ok].astype(np.float32)), split[s][ok]
             else:
@@ -222,7 +222,8 @@ def training_data(cfg, model, corpus, split, device, log):
         return CachedViews(np.stack([feats, feats], 1), cfg.train.seed, dropout), True
     if cfg.data.cache_views:
         views = backbone_features(model, corpus, train_idx, cache_dir(cfg), cfg.data.image_size,
-                                  views=cfg.data.cache_views, seed=view_seed(cfg), device=str(device), log=log)
+                                  views=cfg.data.cache_views, seed=view_seed(cfg), device=str(device),
+                                  workers=cfg.data.loader_workers, log=log)
         keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
         return CachedViews(views[keep], cfg.train.seed, dropout), True
     if cfg.data.augment_on == "device":  # one resized uint8 image per item; fit() draws the two views

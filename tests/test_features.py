@@ -8,13 +8,14 @@ from nsh.models import Hasher
 from conftest import BAD_FILES
 
 
-def test_cached_views_are_reproducible_and_bad_images_are_reported_as_nan_rows(tmp_path, image_folder):
+def test_cached_views_are_reproducible_with_or_without_loader_workers_and_bad_images_are_nan_rows(tmp_path, image_folder):
     corpus = build_corpus("image_folder", str(image_folder))
     model = Hasher("efficientnet_lite0", nbits=16, hidden=32)
     idx = np.arange(len(corpus))
     lines = []
     feats = backbone_features(model, corpus, idx, tmp_path / "a", size=32, views=2, seed=3, log=lines.append)
-    again = backbone_features(model, corpus, idx, tmp_path / "b", size=32, views=2, seed=3, log=lambda *_: None)
+    again = backbone_features(model, corpus, idx, tmp_path / "b", size=32, views=2, seed=3, workers=2,
+                              log=lambda *_: None)
     assert feats.shape == (len(corpus), 2, 1280) and np.array_equal(feats, again, equal_nan=True)
     bad = {str(corpus.ids[i]) for i in idx if np.isnan(feats[i]).all()}
     assert bad == BAD_FILES and np.isfinite(feats[[i for i in idx if corpus.ids[i] not in BAD_FILES]]).all()
