@@ -41,15 +41,21 @@ def sorted_nce(
     tau: float = 0.3,
     own_index: torch.Tensor | None = None,
     own_positive: bool = False,
+    mined_weight: float = 1.0,
 ) -> torch.Tensor:
     """SortedNCE for anchors (codes_anchor, z_anchor) against candidates (codes_cand, z_cand).
 
     own_index[i] is the candidate column holding anchor i's other view (default: i). With own_positive the
     own view is always a positive and is taken out of the sort, which then mines m - 1 more positives
     among the other candidates; without it (the paper's form) the own view is just one more candidate.
+    mined_weight weighs each mined positive against the own view in the mean over positives: a mined
+    neighbour is of another class more often than the own view is (bench/mining.py), so its pull can be
+    lowered without giving up the sort.
     """
     if tau <= 0:
         raise ValueError(f"SortedNCE temperature tau must be > 0, got {tau}")
+    if mined_weight <= 0:
+        raise ValueError(f"SortedNCE mined_weight must be > 0, got {mined_weight}")
     dist = hamming_distance(codes_anchor, codes_cand)
     if not own_positive:
         return nce_over_slots(sorter.arrange(dist, z_anchor, z_cand, m), tau)
@@ -68,7 +74,7 @@ def sorted_nce(
     one, zero = torch.ones_like(own_sim), torch.zeros_like(own_sim)
     slots = Slots(
         sim=torch.cat([own_sim, mined.sim], 1),
-        pos=torch.cat([one, mined.pos], 1),
+        pos=torch.cat([one, mined_weight * mined.pos], 1),
         neg=torch.cat([zero, mined.neg], 1),
     )
     return nce_over_slots(slots, tau)
@@ -88,9 +94,10 @@ class SortedNCE(nn.Module):
     """SortedNCE with its hyperparameters; optionally symmetric and with a code-level NT-Xent term."""
 
     def __init__(self, sorter: Sorter, m: int = 1, tau: float = 0.3, own_positive: bool = False,
-                 symmetric: bool = False, code_weight: float = 0.0, code_tau: float = 0.3):
+                 symmetric: bool = False, code_weight: float = 0.0, code_tau: float = 0.3,
+                 mined_weight: float = 1.0):
         super().__init__()
-        self.sorter, self.m, self.tau = sorter, m, tau
+        self.sorter, self.m, self.tau, self.mined_weight = sorter, m, tau, mined_weight
         self.own_positive, self.symmetric = own_positive, symmetric
         self.code_weight, self.code_tau = code_weight, code_tau
 
@@ -102,7 +109,8 @@ class SortedNCE(nn.Module):
         gathered from every worker, with own_index locating each local anchor's other view in it.
         """
         cand = (codes_1 if cand_codes_1 is None else cand_codes_1, z_1 if cand_z_1 is None else cand_z_1)
-        kw = dict(sorter=self.sorter, m=self.m, tau=self.tau, own_index=own_index, own_positive=self.own_positive)
+        kw = dict(sorter=self.sorter, m=self.m, tau=self.tau, own_index=own_index, own_positive=self.own_positive,
+                  mined_weight=self.mined_weight)
         loss = sorted_nce(codes_2, z_2, *cand, **kw)
         if self.symmetric:
             cand = (codes_2 if cand_codes_2 is None else cand_codes_2, z_2 if cand_z_2 is None else cand_z_2)

@@ -91,6 +91,29 @@ def test_own_view_positive_variant_counts_own_view_and_mines_the_rest(sorter):
     assert torch.isfinite(sorted_nce(codes, z2, codes, z1, sorter, m=3, tau=0.3, own_positive=True))
 
 
+def test_mined_weight_weighs_each_mined_positive_against_the_own_view_by_hand():
+    # Candidates 0..3; the anchor's own view is candidate 0, so the sort mines among candidates 1..3.
+    codes_c = torch.tensor([[1.0] * d + [-1.0] * (8 - d) for d in (5, 3, 1, 4)], dtype=torch.float64)
+    codes_a = torch.ones(1, 8, dtype=torch.float64)
+    assert hamming_distance(codes_a, codes_c).tolist() == [[3.0, 5.0, 7.0, 4.0]]  # 8 - d bits differ
+    za = F.normalize(torch.randn(1, 5, dtype=torch.float64), dim=1)
+    zc = F.normalize(torch.randn(4, 5, dtype=torch.float64), dim=1)
+    c = (zc @ za.T).flatten().tolist()
+    tau = 0.4
+
+    def term(p, negs):
+        return -math.log(math.exp(c[p] / tau) / (math.exp(c[p] / tau) + sum(math.exp(c[k] / tau) for k in negs)))
+
+    # distances 3, 5, 7, 4: of the others (1, 2, 3) the nearest is candidate 3 (distance 4); 1 and 2 are negatives
+    for w in (1.0, 0.5, 0.25):
+        expected = (term(0, [1, 2]) + w * term(3, [1, 2])) / (1 + w)
+        got = sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, tau=tau, own_positive=True,
+                         mined_weight=w).item()
+        assert got == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="mined_weight must be > 0"):
+        sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, own_positive=True, mined_weight=0)
+
+
 def test_nt_xent_matches_simclr_definition():
     torch.manual_seed(2)
     a, b = torch.randn(4, 8), torch.randn(4, 8)

@@ -5,7 +5,7 @@ import torch
 
 from nsh import checkpoint as ckpt_io
 from nsh.config import load_config
-from nsh.training import LocalSession, best_checkpoint, fit, load_data, training_data, validation_k
+from nsh.training import LocalSession, best_checkpoint, build_loss, fit, load_data, training_data, validation_k
 
 from conftest import REPO
 
@@ -33,6 +33,14 @@ def test_online_augmentation_trains_a_fine_tuned_backbone_on_real_images(tmp_pat
     changed = [k for k, v in saved["model"].items() if k.startswith("backbone.") and v.dtype.is_floating_point
                and not torch.equal(v, before[k[len("backbone."):]])]
     assert changed, "fine-tuning must update backbone weights"
+
+
+def test_every_loss_setting_reaches_the_loss(tmp_path):
+    cfg = tiny(tmp_path, "loss.sorter=torchsort", "loss.own_positive=true", "loss.m=3", "loss.mined_weight=0.25",
+               "loss.code_weight=0.7", "loss.code_tau=0.15", "loss.tau=0.45", "loss.steepness=0.2")
+    loss = build_loss(cfg)
+    assert (loss.sorter.name, loss.sorter.steepness, loss.m, loss.own_positive, loss.mined_weight, loss.code_weight,
+            loss.code_tau, loss.tau) == ("torchsort", 0.2, 3, True, 0.25, 0.7, 0.15, 0.45)
 
 
 class CrashAfter(LocalSession):
