@@ -49,8 +49,8 @@ def sorted_nce(
     own view is always a positive and is taken out of the sort, which then mines m - 1 more positives
     among the other candidates; without it (the paper's form) the own view is just one more candidate.
     mined_weight weighs each mined positive against the own view in the mean over positives: a mined
-    neighbour is of another class more often than the own view is (bench/mining.py), so its pull can be
-    lowered without giving up the sort.
+    neighbour is of another class in a third to a half of cases (bench/mining.py), the own view never, so
+    its pull can be lowered without giving up the sort.
     """
     if tau <= 0:
         raise ValueError(f"SortedNCE temperature tau must be > 0, got {tau}")
