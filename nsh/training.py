@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from nsh import checkpoint as ckpt_io
 from nsh.codes import pack
 from nsh.config import Config, from_dict
-from nsh.data import (BadItemError, CachedViews, Corpus, DeviceAugment, ItemDataset, TwoViews, build_corpus, collate_skip_bad,
-                      eval_load, load_or_make_split, report_bad, train_load)
+from nsh.data import (BadItemError, CachedViews, Corpus, DeviceAugment, ItemDataset, TwoViews, build_corpus,
+                      collate_skip_bad, eval_load, load_or_make_split, report_bad, train_load)
 from nsh.features import backbone_features
 from nsh.losses import CodeNTXent, SortedNCE
 from nsh.metrics import map_at_k

@@ -72,8 +72,9 @@ class DeviceAugment:
     """train_load's augmentation drawn per image on a batch already on the device: (B, 3, S, S) uint8 -> the same.
 
     Loader workers then only decode and resize each image once (eval_load); the crop, flip, colour jitter and
-    greyscale of both views run as a few batched kernels where the model is. On a GPU the loader half of
-    train_load was the bottleneck: 426 images/s with the GPU 21% busy (docs/measurements.md).
+    greyscale of both views run as a few batched kernels where the model is. On an H200 machine 14 loader
+    workers made 1,909 training views/s at 224 px, fewer than fine-tuning takes; this makes 7,954
+    (bench/augment_rate.py, docs/measurements.md).
     Differences from train_load, by design: the crop samples the already resized image (bilinear, with area
     averaging when shrinking, by roi_align) rather than the original; a crop that would not fit is clamped to
     the image instead of redrawn; the jitter runs in one fixed order (brightness, contrast, saturation, hue)
