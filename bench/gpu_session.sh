@@ -8,7 +8,8 @@
 #   bash bench/gpu_session.sh EPOCHS SECONDS
 set -u
 EPOCHS=${1:-20}
-DEADLINE=$(( $(date +%s) + ${2:-540} ))
+START=$(date +%s)
+DEADLINE=$(( START + ${2:-540} ))
 LOG=$OUT/log
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:/tmp/ts
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl >> "$LOG" 2>&1 \
@@ -21,7 +22,7 @@ python3 bench/augment_rate.py --root /tmp/cifar10-jpeg --workers 14 --images 409
 
 ( CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 python3 -m pip install -q --no-index --no-deps \
     --no-build-isolation --target /tmp/ts .gpu/sdist/torchsort-0.1.10.tar.gz > /tmp/ts.log 2>&1 && touch /tmp/ts.ok
-  echo "build finished at +$(( $(date +%s) - DEADLINE + ${2:-540} ))s, ok: $(ls /tmp/ts.ok 2>/dev/null)" \
+  echo "build finished at +$(( $(date +%s) - START ))s, ok: $(ls /tmp/ts.ok 2>/dev/null)" \
     | sed 's/^/[torchsort] /' >> "$LOG"; tail -5 /tmp/ts.log | sed 's/^/[torchsort] /' >> "$LOG" ) &
 TS=$!
 

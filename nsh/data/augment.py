@@ -58,11 +58,6 @@ class TwoViews:
         return self.transform(image), self.transform(image)
 
 
-def _grey(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> (B, 1, H, W) luma, the weights of torchvision's rgb_to_grayscale."""
-    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-
-
 # RGB <-> YIQ: a hue shift is a rotation of the (I, Q) chroma plane
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _RGB_FROM_YIQ = torch.linalg.inv(_YIQ)
@@ -110,9 +105,9 @@ class DeviceAugment:
 
         x = (x * factor(j["brightness"])).clamp(0, 1)
         c = factor(j["contrast"])
-        x = (c * x + (1 - c) * _grey(x).mean((2, 3), keepdim=True)).clamp(0, 1)
+        x = (c * x + (1 - c) * T.functional.rgb_to_grayscale(x).mean((2, 3), keepdim=True)).clamp(0, 1)
         s = factor(j["saturation"])
-        x = (s * x + (1 - s) * _grey(x)).clamp(0, 1)
+        x = (s * x + (1 - s) * T.functional.rgb_to_grayscale(x)).clamp(0, 1)
         angle = on.view(n) * self._uniform(n, -j["hue"], j["hue"], dev) * 2 * math.pi
         cos, sin = torch.cos(angle), torch.sin(angle)
         rot = torch.zeros(n, 3, 3, device=dev)
@@ -131,5 +126,5 @@ class DeviceAugment:
         x = torch.where(flip, x.flip(3), x)
         x = self.colour(x)
         grey = (torch.rand(n, device=x.device) < self.grey_p).view(n, 1, 1, 1)
-        x = torch.where(grey, _grey(x).expand_as(x), x)
+        x = torch.where(grey, T.functional.rgb_to_grayscale(x, 3), x)
         return (x * 255).round().to(torch.uint8)
