@@ -70,7 +70,10 @@ def restore_model(model: Hasher, state: dict, source: str = "checkpoint") -> Non
         raise CheckpointError(f"{source} holds {head.shape[0]}-bit codes but the model is configured for "
                               f"{model.nbits} bits; set model.nbits={head.shape[0]} or train a new model")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (model.freeze_backbone and k.startswith("backbone."))]
+    # A frozen-backbone run stores its heads only: the backbone comes from its pretrained source, whether it stays
+    # frozen here or is fine-tuned from those heads on (the two-stage recipe: heads first, then end to end).
+    heads_only = not any(k.startswith("backbone.") for k in state)
+    missing = [k for k in missing if not ((model.freeze_backbone or heads_only) and k.startswith("backbone."))]
     if missing or unexpected:
         raise CheckpointError(f"{source} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
                               "check model.backbone and model.hidden against the run that wrote it")

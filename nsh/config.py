@@ -86,6 +86,8 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(256, ge=2, description="per worker")
     lr: float = Field(1e-3, gt=0)
+    backbone_lr: float | None = Field(None, gt=0, description="learning rate of a fine-tuned backbone (the heads "
+                                      "keep train.lr); None: train.lr for both")
     weight_decay: float = Field(1e-5, ge=0)
     seed: int = 0
     val_k: int | None = Field(None, ge=1, description="validation mAP cutoff; None: eval.k scaled to the "
@@ -162,6 +164,9 @@ class Config(Section):
                              "loss.own_positive=true and loss.m >= 2")
         if loss.global_batch and loss.sorter != "torchsort":
             raise ValueError("loss.global_batch needs loss.sorter=torchsort (softsort memory grows as n^3)")
+        if self.train.backbone_lr is not None and self.model.freeze_backbone:
+            raise ValueError("train.backbone_lr sets a fine-tuned backbone's learning rate, but "
+                             "model.freeze_backbone=true; set model.freeze_backbone=false or drop train.backbone_lr")
         if self.data.cache_views and not self.model.freeze_backbone:
             raise ValueError("data.cache_views needs model.freeze_backbone=true: a trained backbone changes "
                              "its features; use data.cache_views=0 to augment online")

@@ -237,7 +237,7 @@ def training_data(cfg, model, corpus, split, device, log):
 # train.epochs may grow (a finished run continues), paths, workers, logging and tracking may change.
 RUN_DEFINING = ("model.", "loss.", "data.dataset", "data.image_size", "data.cache_views", "data.feature_dropout",
                 "data.augment_on",
-                "train.lr", "train.batch_size", "train.weight_decay", "train.seed", "train.val_k")
+                "train.lr", "train.backbone_lr", "train.batch_size", "train.weight_decay", "train.seed", "train.val_k")
 
 
 def check_same_run(saved: dict, cfg: Config, where) -> None:
@@ -275,6 +275,19 @@ def best_checkpoint(history: list[dict]) -> int:
     return max(history, key=lambda h: (h["val_map"], -h["epoch"]))["epoch"]
 
 
+def param_groups(model: Hasher, cfg: Config) -> list[dict]:
+    """The trainable parameters; a fine-tuned backbone in a group of its own when train.backbone_lr is set.
+
+    Pretrained features are easily spoilt by the randomly initialised heads' early gradients, so fine-tuning
+    usually wants the backbone to move slower than the heads.
+    """
+    heads = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("backbone.")]
+    backbone = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("backbone.")]
+    if cfg.train.backbone_lr is None:
+        return [{"params": heads + backbone}]
+    return [{"params": heads}, {"params": backbone, "lr": cfg.train.backbone_lr}]
+
+
 def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) -> FitResult:
     """Train NSH as configured. `tracker` (nsh.tracking.RunLogger) receives epoch metrics on rank 0."""
     session = session or LocalSession(cfg.output_dir, log)
@@ -306,8 +319,7 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
                          f"({len(dataset) // session.world_size}); lower it")
     augment = DeviceAugment(cfg.data.image_size) if cfg.data.augment_on == "device" else None
     loss_fn = build_loss(cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     steps = cfg.train.epochs * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
 

@@ -26,6 +26,8 @@ def test_overrides_are_parsed_as_yaml_and_applied():
     ("loss.sorter=bubble", "loss.sorter: Input should be 'softsort' or 'torchsort'"),
     ("tau", "override 'tau' is not key=value"),
     ("data.augment_on=device", "data.augment_on=device augments images online, but this run trains on cached views"),
+    ("train.backbone_lr=1e-4", "train.backbone_lr sets a fine-tuned backbone's learning rate, but "
+                               "model.freeze_backbone=true; set model.freeze_backbone=false"),
 ])
 def test_bad_configs_fail_with_a_message_that_names_the_key(override, message):
     with pytest.raises(ConfigError) as err:

@@ -35,6 +35,24 @@ def test_online_augmentation_trains_a_fine_tuned_backbone_on_real_images(tmp_pat
     assert changed, "fine-tuning must update backbone weights"
 
 
+def test_fine_tuning_starts_from_frozen_backbone_heads_with_a_slower_backbone(tmp_path):
+    frozen = tiny(tmp_path / "a", "train.epochs=1")
+    fit(frozen, log=lambda *_: None)
+    heads = ckpt_io.load(LocalSession(frozen.output_dir).latest_checkpoint())["model"]
+    assert not any(k.startswith("backbone.") for k in heads)  # a frozen run stores its heads only
+    tuned = tiny(tmp_path / "b", "data.cache_views=0", "model.freeze_backbone=false", "train.epochs=1",
+                 "train.batch_size=16", "data.train_per_class=8", "data.image_size=32", "train.lr=0.003",
+                 "train.backbone_lr=0.0001", f"train.resume_from={LocalSession(frozen.output_dir).latest_checkpoint()}")
+    model = ckpt_io.build_model(tuned)
+    ckpt_io.restore_model(model, heads)
+    assert torch.equal(model.hash_head.net[0].weight, heads["hash_head.net.0.weight"])
+    lines = []
+    fit(tuned, log=lines.append)
+    assert any("fine-tuning from" in l for l in lines)
+    saved = ckpt_io.load(LocalSession(tuned.output_dir).latest_checkpoint())
+    assert [g["initial_lr"] for g in saved["optimizer"]["param_groups"]] == [0.003, 0.0001]
+
+
 def test_every_loss_setting_reaches_the_loss(tmp_path):
     cfg = tiny(tmp_path, "loss.sorter=torchsort", "loss.own_positive=true", "loss.m=3", "loss.mined_weight=0.25",
                "loss.code_weight=0.7", "loss.code_tau=0.15", "loss.tau=0.45", "loss.steepness=0.2")
