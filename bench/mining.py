@@ -1,6 +1,6 @@
 """How often is the positive that NSH's sort mines of the anchor's class? A diagnostic of trained runs.
 
-    python bench/mining.py --runs runs/quality/fashion_mnist_60ep/*_b64_s0 [--checkpoint latest]
+    python bench/mining.py --runs runs/quality/fashion_mnist_60ep/*_b64_s0 [--checkpoint latest] [--batch 4992]
 
 SortedNCE (with the own view as a positive and m = 2) takes each anchor's nearest code in the batch, by
 Hamming distance, as one more positive. Labels are never used in training, so that positive helps only when
@@ -47,6 +47,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True, help="run folders (output_dir of trained runs)")
     p.add_argument("--batches", type=int, default=50)
+    p.add_argument("--batch", type=int, help="candidates per draw (default: the run's train.batch_size); the "
+                   "training set's size asks how good the neighbours would be if the sort saw every item")
     p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
                    help="the best-by-validation epoch, or the last one trained")
     a = p.parse_args()
@@ -60,7 +62,7 @@ def main():
         keep = ~np.isnan(views.reshape(len(views), -1)).any(1)
         with torch.no_grad():
             c1, c2 = (model.hash_head(torch.from_numpy(views[keep, k].astype(np.float32))) for k in (0, 1))
-        hit, chance = mined_precision(c1, c2, corpus.labels[split["train"]][keep], cfg.train.batch_size, a.batches)
+        hit, chance = mined_precision(c1, c2, corpus.labels[split["train"]][keep], a.batch or cfg.train.batch_size, a.batches)
         print(json.dumps({"run": run, "loss": cfg.loss.name, "nbits": cfg.model.nbits, "epoch": state["epoch"] + 1,
                           "mined_same_class": hit, "random_same_class": chance}), flush=True)
 

@@ -60,7 +60,7 @@ def load(path: str | Path) -> dict:
 def build_model(config: Config, feature_dim: int | None = None) -> Hasher:
     m = config.model
     return Hasher(m.backbone, m.nbits, m.latent_dim, m.hidden, m.surrogate, m.freeze_backbone, m.pretrained,
-                  m.weights_path, feature_dim or m.feature_dim)
+                  m.weights_path, feature_dim or m.feature_dim, m.bn_stats)
 
 
 def restore_model(model: Hasher, state: dict, source: str = "checkpoint") -> None:

@@ -56,6 +56,10 @@ class ModelConfig(Section):
     hidden: int = Field(1024, ge=1)
     surrogate: Literal["tanh", "identity"] = "tanh"
     freeze_backbone: bool = True
+    bn_stats: Literal["frozen", "batch"] = Field(
+        "frozen", description="a fine-tuned backbone's BatchNorm: 'frozen' normalises with the pretrained running "
+        "statistics (scale and shift still train); 'batch' normalises each training batch by its own statistics "
+        "and updates the running ones")
     pretrained: bool = True
     weights_path: str | None = None
     feature_dim: int | None = Field(None, description="input width for backbone 'features'")
@@ -164,6 +168,9 @@ class Config(Section):
                              "loss.own_positive=true and loss.m >= 2")
         if loss.global_batch and loss.sorter != "torchsort":
             raise ValueError("loss.global_batch needs loss.sorter=torchsort (softsort memory grows as n^3)")
+        if self.model.bn_stats == "batch" and self.model.freeze_backbone:
+            raise ValueError("model.bn_stats=batch trains a fine-tuned backbone's BatchNorm statistics, but "
+                             "model.freeze_backbone=true; set model.freeze_backbone=false or drop model.bn_stats")
         if self.train.backbone_lr is not None and self.model.freeze_backbone:
             raise ValueError("train.backbone_lr sets a fine-tuned backbone's learning rate, but "
                              "model.freeze_backbone=true; set model.freeze_backbone=false or drop train.backbone_lr")

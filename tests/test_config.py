@@ -26,6 +26,8 @@ def test_overrides_are_parsed_as_yaml_and_applied():
     ("loss.sorter=bubble", "loss.sorter: Input should be 'softsort' or 'torchsort'"),
     ("tau", "override 'tau' is not key=value"),
     ("data.augment_on=device", "data.augment_on=device augments images online, but this run trains on cached views"),
+    ("model.bn_stats=batch", "model.bn_stats=batch trains a fine-tuned backbone's BatchNorm statistics, but "
+                             "model.freeze_backbone=true"),
     ("train.backbone_lr=1e-4", "train.backbone_lr sets a fine-tuned backbone's learning rate, but "
                                "model.freeze_backbone=true; set model.freeze_backbone=false"),
 ])

@@ -39,6 +39,18 @@ def test_efficientnet_lite0_loads_offline_weights_and_is_frozen():
     assert codes.shape == (2, 32)
 
 
+@pytest.mark.parametrize("bn_stats,moves", [("frozen", False), ("batch", True)])
+def test_fine_tuned_backbone_keeps_its_pretrained_batchnorm_statistics_unless_asked(bn_stats, moves):
+    model = Hasher("efficientnet_lite0", nbits=16, freeze_backbone=False, bn_stats=bn_stats).train()
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bns]
+    codes, z = model(torch.randn(4, 3, 64, 64))
+    (codes.sum() + z.sum()).backward()
+    assert any(not torch.equal(m.running_mean, b) for m, b in zip(bns, before)) == moves
+    assert all(m.weight.grad is not None for m in bns)  # scale and shift train either way
+    assert model.hash_head.training
+
+
 def test_channels_last_features_match_the_plain_backbone_and_train_it(cifar_root):
     from nsh.data import build_corpus, eval_view
 

@@ -15,13 +15,15 @@ class Hasher(nn.Module):
 
     def __init__(self, backbone: str, nbits: int, latent_dim: int = 128, hidden: int = 1024,
                  surrogate: str = "tanh", freeze_backbone: bool = True, pretrained: bool = True,
-                 weights_path: str | None = None, feature_dim: int | None = None):
+                 weights_path: str | None = None, feature_dim: int | None = None, bn_stats: str = "frozen"):
         super().__init__()
         self.nbits = check_nbits(nbits)
         bb = build_backbone(backbone, pretrained=pretrained, weights_path=weights_path, feature_dim=feature_dim)
         self.backbone_name, self.feature_dim = backbone, bb.dim
         self.backbone, self.mean, self.std = bb.module, bb.mean, bb.std
-        self.freeze_backbone = freeze_backbone
+        if bn_stats not in ("frozen", "batch"):
+            raise ValueError(f"unknown bn_stats {bn_stats!r}; choose 'frozen' or 'batch'")
+        self.freeze_backbone, self.bn_stats = freeze_backbone, bn_stats
         if freeze_backbone:
             self.backbone.requires_grad_(False)
         self.hash_head = HashHead(bb.dim, nbits, hidden, surrogate)
@@ -31,6 +33,14 @@ class Hasher(nn.Module):
         super().train(mode)
         if self.freeze_backbone:  # a frozen backbone keeps its BatchNorm statistics too
             self.backbone.eval()
+        elif self.bn_stats == "frozen":
+            # Fine-tuning with batch statistics lost to the frozen backbone on both an H200 and this CPU, and the
+            # CPU runs fell further every epoch; with the pretrained statistics they gained (docs/measurements.md,
+            # session 13). A batch holds both views of every image, and its statistics drift from those of the
+            # plain images that are encoded later.
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
