@@ -18,10 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.score import encode_splits, scores_on_test  # noqa: E402
 from nsh.config import load_config  # noqa: E402
-from nsh.encoding import CorpusSpec, ShardEncoder, encode_local  # noqa: E402
-from nsh.codes_io import read_codes  # noqa: E402
-from nsh.metrics import evaluate  # noqa: E402
 from nsh.training import LocalSession, fit, load_data  # noqa: E402
 
 
@@ -57,22 +55,13 @@ def main():
     ckpt = LocalSession(cfg.output_dir).best_checkpoint()
     log(f"best epoch {result.best_epoch + 1}: val mAP {result.best_val_map:.4f}; checkpoint {ckpt}")
 
-    corpus, split = load_data(cfg)
-    spec = CorpusSpec(cfg.data.dataset, cfg.data.root, cfg.data.source)
-    enc = ShardEncoder(ckpt, spec, str(ckpt), cfg.encode.batch_size, loader_workers=cfg.data.loader_workers)
-    rates = {}
-    for name in ("query", "database"):
-        t = time.time()
-        encode_local(enc, split[name], Path(cfg.output_dir) / "codes" / name, cfg.encode.shard_size, log=log)
-        rates[name] = len(split[name]) / (time.time() - t)
-    q, db = read_codes(Path(cfg.output_dir) / "codes" / "query"), read_codes(Path(cfg.output_dir) / "codes" / "database")
-    m = evaluate(q.codes, db.codes, q.labels, db.labels, cfg.eval.k)
+    enc, rates = encode_splits(cfg, ckpt, log)
     out = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "torch": torch.__version__, "config": a.config, "overrides": a.overrides,
         "epochs_run": epochs_run, "train_seconds": train_s,
         "train_images_per_s": 2 * n_train * epochs_run / sum(h["epoch_seconds"] for h in result.history),
-        "best_epoch": result.best_epoch, "best_val_map": result.best_val_map, **m.as_dict("test_"),
+        "best_epoch": result.best_epoch, "best_val_map": result.best_val_map, **scores_on_test(cfg),
         "encode_database_items_per_s": rates["database"],
         "bare_forward_images_per_s": bare_forward_rate(enc.model, cfg.data.image_size, cfg.encode.batch_size, enc.device)
         if enc.device.type == "cuda" else None,
