@@ -281,10 +281,10 @@ def param_groups(model: Hasher, cfg: Config) -> list[dict]:
     Pretrained features are easily spoilt by the randomly initialised heads' early gradients, so fine-tuning
     usually wants the backbone to move slower than the heads.
     """
+    if cfg.train.backbone_lr is None:  # model order, as before the option existed: older checkpoints resume
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
     heads = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("backbone.")]
     backbone = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("backbone.")]
-    if cfg.train.backbone_lr is None:
-        return [{"params": heads + backbone}]
     return [{"params": heads}, {"params": backbone, "lr": cfg.train.backbone_lr}]
 
 
