@@ -41,7 +41,8 @@ def setup(cfg: Config) -> tuple[MlflowClient, str]:
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
         # Artifacts beside the sqlite file, so one folder holds the whole store.
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
+        # sqlite:///runs/m.db is relative to the working directory, as sqlite reads it; a file URI must be absolute
+        location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri() if sqlite else None
         try:
             exp_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
         except mlflow.exceptions.MlflowException:  # created concurrently by another process

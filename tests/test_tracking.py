@@ -127,3 +127,12 @@ def test_eight_concurrent_trials_on_one_sqlite_store_lose_nothing(tmp_path):
             assert sorted(steps) == list(range(6)), (name, steps)
         vals = sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val_map"))
         assert vals == [(e, pytest.approx(seed + e / 10)) for e in range(6)]
+
+
+def test_a_relative_sqlite_uri_keeps_the_store_and_its_artifacts_under_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(REPO / "conf" / "test_tiny.yaml", ["mlflow.tracking_uri=sqlite:///stores/m.db"])
+    (tmp_path / "stores").mkdir()
+    client, exp_id = tracking.setup(cfg)
+    assert (tmp_path / "stores" / "m.db").is_file()
+    assert client.get_experiment(exp_id).artifact_location == (tmp_path / "stores" / "mlartifacts").as_uri()
