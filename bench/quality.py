@@ -3,6 +3,7 @@
     python bench/quality.py --config conf/cifar10_quick.yaml            # 3 seeds x 16/32/64 bits
     python bench/quality.py --config conf/cifar10_quick.yaml --quick    # 1 seed, 32 bits, small database
     python bench/quality.py --config conf/cifar10_quick.yaml --tag cifar10_160px data.image_size=160 --methods ITQ NSH
+    python bench/quality.py --config conf/fashion_mnist.yaml --tag fashion_mnist_64px_finetuned --finetune 8 ...
 
 Every method sees the same frozen-backbone features of the same NSH.md §3 split: the plain view of the
 training, query and database images, plus the config's cached augmented views for the trained methods.
@@ -11,6 +12,9 @@ training, query and database images, plus the config's cached augmented views fo
   ITQ (faiss.ITQTransform): fitted on the training features.
 - NT-Xent on codes (the core of CIBHash) and NSH in several forms: trained by nsh.training.fit, the epoch
   chosen by validation mAP only; the test queries are touched once, by the chosen model.
+- With --finetune N, every trained method also gets a second stage: the whole model (backbone included) trained N
+  more epochs on online views, from the method's best frozen-backbone epoch, its codes made from the images; the
+  epoch again chosen on validation. Its row is the method's name with FINETUNED appended.
 
 Each trained run lives in runs/quality/<tag>/<method>_b<bits>_s<seed> and resumes (or is reused) when the
 bench is run again. Results: docs/results/<tag>.json and P-R plots, docs/results.md (rendered from every
@@ -35,9 +39,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cli import pick, with_whole_names  # noqa: E402
+from bench.score import encode_splits  # noqa: E402
 from nsh import checkpoint as ckpt_io  # noqa: E402
 from nsh import plots, tracking  # noqa: E402
 from nsh.codes import pack  # noqa: E402
+from nsh.codes_io import read_codes  # noqa: E402
 from nsh.config import load_config  # noqa: E402
 from nsh.features import backbone_features  # noqa: E402
 from nsh.metrics import cosine_map_at_k, evaluate  # noqa: E402
@@ -114,6 +120,12 @@ METHODS: dict[str, list[str] | None] = {
                                                         "loss.steepness=0.5"],
 }
 QUICK = ["data.database_per_class=1000", "data.cache_views=2"]
+# Stage 2 under --finetune: online views instead of the cache, heads at lr 1e-3 and the backbone 10x slower, keeping
+# its pretrained BatchNorm statistics (model.bn_stats' default). With batch statistics both methods fell below their
+# frozen heads from the first epoch (docs/measurements.md, "Fine-tuning on the CPU").
+FINETUNE = ["data.cache_views=0", "model.freeze_backbone=false", "data.feature_dropout=0", "data.augment_on=device",
+            "train.lr=0.001", "train.backbone_lr=0.0001"]
+FINETUNED = ", then fine-tuned"
 
 
 def slug(name: str) -> str:
@@ -192,6 +204,21 @@ def train_and_encode(cfg, feats, log):
     return codes, info
 
 
+def finetune_and_encode(cfg, log):
+    """fit() the fine-tuning config (it names its start in train.resume_from); test codes of its best epoch, made
+    from the images by the whole model, under <output_dir>/codes, with their labels (unreadable images dropped)."""
+    t = time.time()
+    result = fit(cfg, log=log)
+    ckpt = LocalSession(cfg.output_dir).best_checkpoint()
+    _, rates = encode_splits(cfg, ckpt, log=log)
+    codes_dir = Path(cfg.output_dir) / "codes"
+    codes = {s: read_codes(codes_dir / s) for s in ("query", "database")}
+    info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
+            "epochs": len(result.history), "train_seconds": time.time() - t,
+            "encode_items_per_s": rates["database"]}
+    return codes, info
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
@@ -201,6 +228,8 @@ def main():
     p.add_argument("--epochs", type=int, help="default: the config's train.epochs (8 with --quick)")
     p.add_argument("--methods", nargs="+", help="run only methods whose name contains one of these words")
     p.add_argument("--tag", help="name of this bench's results; default <config name>[_quick]")
+    p.add_argument("--finetune", type=int, metavar="N", help="then fine-tune every trained method end to end for N "
+                   "epochs from its best epoch (see FINETUNE); image datasets only")
     p.add_argument("overrides", nargs="*", help="config overrides, key=value")
     a = p.parse_intermixed_args()
     methods = {n: METHODS[n] for n in pick(p, METHODS, a.methods, "--methods")}
@@ -215,6 +244,8 @@ def main():
     if a.epochs or a.quick:
         shared.append(f"train.epochs={a.epochs or 8}")
     cfg = load_config(a.config, shared)
+    if a.finetune and cfg.data.dataset == "features":
+        p.error("--finetune trains the backbone, and precomputed features have none; drop --finetune")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     wall = time.time()
 
@@ -235,29 +266,43 @@ def main():
         for name, extra in methods.items():
             for s in seeds:
                 t = time.time()
+                folder = work / f"{slug(name)}_b{b}_s{s}"
                 run_cfg = load_config(a.config, shared + (extra or []) + [
-                    f"model.nbits={b}", f"train.seed={s}", f"output_dir={work / f'{slug(name)}_b{b}_s{s}'}"])
+                    f"model.nbits={b}", f"train.seed={s}", f"output_dir={folder}"])
                 if extra is None:
                     enc = fitted_encoder(name, feats["train"][0], b, s)
                     codes, info = {x: enc(feats[x][0]) for x in ("query", "database")}, {}
                 else:
                     run_log = feature_progress(log, f"{name}, {b} bits, seed {s}")
                     codes, info = train_and_encode(run_cfg, feats, log=run_log)
-                m = evaluate(codes["query"], codes["database"], feats["query"][1], feats["database"][1], k)
-                row = {"method": name, "bits": b, "seed": s, "map": m.map_at_k, "map_tie_aware": m.tie_aware_map_at_k,
-                       "precision_h2": m.precision_at_radius2, **info, "seconds": time.time() - t}
-                rows.append(row)
-                if s == seeds[0]:
-                    curves.setdefault(b, {})[name] = (m.pr_precision, m.pr_recall)
-                child = tracking.start_run(run_cfg, run_name=f"{name} / {b} bits / seed {s}", parent_run_id=parent,
-                                           tags={"bench": "quality", "method": name})
-                for key, v in row.items():
-                    if isinstance(v, (int, float)) and key not in ("bits", "seed"):
-                        client.log_metric(child, key, float(v))
-                client.set_terminated(child)
-                val = f", val {info['best_val_map']:.4f} at epoch {info['best_epoch']}" if info else ""
-                log(f"{name:52s} {b:3d} bits seed {s}: mAP@{k} {m.map_at_k:.4f} (tie-aware "
-                    f"{m.tie_aware_map_at_k:.4f}, P@H<=2 {m.precision_at_radius2:.4f}{val}) {row['seconds']:.0f} s")
+                labels = feats["query"][1], feats["database"][1]
+                stages = [(name, run_cfg, (codes["query"], codes["database"]), labels, info, t)]
+                if a.finetune and extra is not None:
+                    t = time.time()
+                    ft_cfg = load_config(a.config, shared + extra + [f"model.nbits={b}", f"train.seed={s}"] + FINETUNE + [
+                        f"train.epochs={a.finetune}", f"output_dir={folder}_ft{a.finetune}",
+                        f"train.resume_from={LocalSession(run_cfg.output_dir).best_checkpoint()}"])
+                    ft, ft_info = finetune_and_encode(ft_cfg, log=lambda msg: log(f"{name}{FINETUNED}, {b} bits, "
+                                                                                   f"seed {s}: {msg}"))
+                    stages.append((name + FINETUNED, ft_cfg, (ft["query"].codes, ft["database"].codes),
+                                   (ft["query"].labels, ft["database"].labels), ft_info, t))
+                for method, stage_cfg, (q, db), (q_labels, db_labels), info, t in stages:
+                    m = evaluate(q, db, q_labels, db_labels, k)
+                    row = {"method": method, "bits": b, "seed": s, "map": m.map_at_k,
+                           "map_tie_aware": m.tie_aware_map_at_k, "precision_h2": m.precision_at_radius2, **info,
+                           "seconds": time.time() - t}
+                    rows.append(row)
+                    if s == seeds[0]:
+                        curves.setdefault(b, {})[method] = (m.pr_precision, m.pr_recall)
+                    child = tracking.start_run(stage_cfg, run_name=f"{method} / {b} bits / seed {s}",
+                                               parent_run_id=parent, tags={"bench": "quality", "method": method})
+                    for key, v in row.items():
+                        if isinstance(v, (int, float)) and key not in ("bits", "seed"):
+                            client.log_metric(child, key, float(v))
+                    client.set_terminated(child)
+                    val = f", val {info['best_val_map']:.4f} at epoch {info['best_epoch']}" if info else ""
+                    log(f"{method:52s} {b:3d} bits seed {s}: mAP@{k} {m.map_at_k:.4f} (tie-aware "
+                        f"{m.tie_aware_map_at_k:.4f}, P@H<=2 {m.precision_at_radius2:.4f}{val}) {row['seconds']:.0f} s")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     pictures = []
@@ -267,7 +312,9 @@ def main():
         "tag": tag, "config": a.config,
         "command": "python bench/quality.py " + shlex.join(with_whole_names(sys.argv[1:], "--methods", list(methods))),
         "backbone": f"{cfg.model.backbone} (frozen, pretrained) at {cfg.data.image_size} px, "
-                    f"{cfg.data.cache_views} cached augmented views per training image",
+                    f"{cfg.data.cache_views} cached augmented views per training image" + (
+                        f"; rows ending '{FINETUNED}': the whole model, {a.finetune} more epochs from that method's "
+                        f"best epoch, on online views ({' '.join(FINETUNE)})" if a.finetune else ""),
         "protocol": {s: len(feats[s][0]) for s in ("train", "query", "database")} | {"k": k},
         "val_k": validation_k(cfg, split), "epochs": cfg.train.epochs, "seeds": seeds, "bits": bits,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

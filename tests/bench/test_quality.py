@@ -1,6 +1,10 @@
 """The quality bench: a trained method's view-caching progress shows, its epoch lines do not; the forms chosen on
-validation are chosen by validation alone."""
+validation are chosen by validation alone; --finetune adds a fine-tuned row per trained method."""
+from pathlib import Path
+
 from bench.quality import feature_progress, summarize, validation_choice
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_run_passes_on_its_feature_progress_with_its_name_and_drops_epoch_lines():
@@ -27,3 +31,37 @@ def test_validation_choice_picks_per_length_the_form_with_the_best_mean_validati
     assert choice[16]["NSH"]["method"] == "NSH b" and choice[16]["NSH"]["map"][0] == 0.50
     assert choice[16]["NT-Xent"]["method"] == "NT-Xent on codes"
     assert choice[32] == {"NSH": next(a for a in summarize(rows) if a["method"] == "NSH b" and a["bits"] == 32)}
+
+
+def test_finetune_adds_a_whole_model_row_per_trained_method_started_from_its_best_frozen_epoch(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import bench.quality as quality
+    from nsh import checkpoint as ckpt_io
+    from nsh.training import LocalSession
+
+    monkeypatch.setattr(quality, "ROOT", tmp_path)  # runs, caches and docs of this bench land in tmp_path
+    monkeypatch.setattr(quality, "RESULTS", tmp_path / "docs" / "results")
+    baseline = "NT-Xent on codes (CIBHash core)"
+    argv = ["quality.py", "--config", str(REPO / "conf" / "test_tiny.yaml"), "--tag", "tiny_ft", "--seeds", "0", "--bits",
+            "16", "--epochs", "1", "--finetune", "1", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "data.train_per_class=8", "--methods", "LSH", baseline]
+    monkeypatch.setattr(sys, "argv", argv)
+    quality.main()
+    record = json.loads((tmp_path / "docs" / "results" / "tiny_ft.json").read_text())
+    rows = {r["method"]: r for r in record["rows"]}
+    assert list(rows) == ["float features (cosine)", "LSH", baseline, baseline + quality.FINETUNED]
+    tuned = rows[baseline + quality.FINETUNED]
+    assert tuned["epochs"] == 1 and 0 < tuned["map"] <= 1 and "best_val_map" in tuned
+    assert "LSH" + quality.FINETUNED not in rows  # a fitted method has no backbone to tune
+
+    frozen_dir = tmp_path / "runs" / "quality" / "tiny_ft" / f"{quality.slug(baseline)}_b16_s0"
+    state = ckpt_io.load(LocalSession(f"{frozen_dir}_ft1").best_checkpoint())
+    assert state["config"]["train"]["resume_from"] == str(LocalSession(frozen_dir).best_checkpoint())
+    assert any(k.startswith("backbone.") for k in state["model"])  # the backbone trained, and was saved
+    assert "then fine-tuned" in (tmp_path / "docs" / "results.md").read_text()
+
+    quality.main()  # a rerun reuses both stages and the fine-tuned run's codes: the same scores
+    again = {r["method"]: r for r in json.loads((tmp_path / "docs" / "results" / "tiny_ft.json").read_text())["rows"]}
+    assert again[baseline + quality.FINETUNED]["map"] == tuned["map"]
