@@ -276,21 +276,23 @@ def main():
                     run_log = feature_progress(log, f"{name}, {b} bits, seed {s}")
                     codes, info = train_and_encode(run_cfg, feats, log=run_log)
                 labels = feats["query"][1], feats["database"][1]
-                stages = [(name, run_cfg, (codes["query"], codes["database"]), labels, info, t)]
+                # (row name, config, codes, labels, info, seconds spent before scoring)
+                stages = [(name, run_cfg, (codes["query"], codes["database"]), labels, info, time.time() - t)]
                 if a.finetune and extra is not None:
                     t = time.time()
-                    ft_cfg = load_config(a.config, shared + extra + [f"model.nbits={b}", f"train.seed={s}"] + FINETUNE + [
+                    ft_cfg = load_config(a.config, shared + extra + [f"model.nbits={b}", f"train.seed={s}", *FINETUNE,
                         f"train.epochs={a.finetune}", f"output_dir={folder}_ft{a.finetune}",
                         f"train.resume_from={LocalSession(run_cfg.output_dir).best_checkpoint()}"])
                     ft, ft_info = finetune_and_encode(ft_cfg, log=lambda msg: log(f"{name}{FINETUNED}, {b} bits, "
                                                                                    f"seed {s}: {msg}"))
                     stages.append((name + FINETUNED, ft_cfg, (ft["query"].codes, ft["database"].codes),
-                                   (ft["query"].labels, ft["database"].labels), ft_info, t))
-                for method, stage_cfg, (q, db), (q_labels, db_labels), info, t in stages:
+                                   (ft["query"].labels, ft["database"].labels), ft_info, time.time() - t))
+                for method, stage_cfg, (q, db), (q_labels, db_labels), info, spent in stages:
+                    t = time.time()
                     m = evaluate(q, db, q_labels, db_labels, k)
                     row = {"method": method, "bits": b, "seed": s, "map": m.map_at_k,
                            "map_tie_aware": m.tie_aware_map_at_k, "precision_h2": m.precision_at_radius2, **info,
-                           "seconds": time.time() - t}
+                           "seconds": spent + time.time() - t}
                     rows.append(row)
                     if s == seeds[0]:
                         curves.setdefault(b, {})[method] = (m.pr_precision, m.pr_recall)

@@ -44,8 +44,8 @@ def test_finetune_adds_a_whole_model_row_per_trained_method_started_from_its_bes
     monkeypatch.setattr(quality, "ROOT", tmp_path)  # runs, caches and docs of this bench land in tmp_path
     monkeypatch.setattr(quality, "RESULTS", tmp_path / "docs" / "results")
     baseline = "NT-Xent on codes (CIBHash core)"
-    argv = ["quality.py", "--config", str(REPO / "conf" / "test_tiny.yaml"), "--tag", "tiny_ft", "--seeds", "0", "--bits",
-            "16", "--epochs", "1", "--finetune", "1", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    argv = ["quality.py", "--config", str(REPO / "conf" / "test_tiny.yaml"), "--tag", "tiny_ft", "--seeds", "0",
+            "--bits", "16", "--epochs", "1", "--finetune", "1", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
             "data.train_per_class=8", "--methods", "LSH", baseline]
     monkeypatch.setattr(sys, "argv", argv)
     quality.main()
