@@ -39,11 +39,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cli import pick, with_whole_names  # noqa: E402
-from bench.score import encode_splits  # noqa: E402
+from bench.score import encode_splits, split_codes  # noqa: E402
 from nsh import checkpoint as ckpt_io  # noqa: E402
 from nsh import plots, tracking  # noqa: E402
 from nsh.codes import pack  # noqa: E402
-from nsh.codes_io import read_codes  # noqa: E402
 from nsh.config import load_config  # noqa: E402
 from nsh.features import backbone_features  # noqa: E402
 from nsh.metrics import cosine_map_at_k, evaluate  # noqa: E402
@@ -211,12 +210,10 @@ def finetune_and_encode(cfg, log):
     result = fit(cfg, log=log)
     ckpt = LocalSession(cfg.output_dir).best_checkpoint()
     _, rates = encode_splits(cfg, ckpt, log=log)
-    codes_dir = Path(cfg.output_dir) / "codes"
-    codes = {s: read_codes(codes_dir / s) for s in ("query", "database")}
     info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
             "epochs": len(result.history), "train_seconds": time.time() - t,
             "encode_items_per_s": rates["database"]}
-    return codes, info
+    return split_codes(cfg), info
 
 
 def main():
@@ -267,8 +264,8 @@ def main():
             for s in seeds:
                 t = time.time()
                 folder = work / f"{slug(name)}_b{b}_s{s}"
-                run_cfg = load_config(a.config, shared + (extra or []) + [
-                    f"model.nbits={b}", f"train.seed={s}", f"output_dir={folder}"])
+                run = shared + (extra or []) + [f"model.nbits={b}", f"train.seed={s}"]
+                run_cfg = load_config(a.config, run + [f"output_dir={folder}"])
                 if extra is None:
                     enc = fitted_encoder(name, feats["train"][0], b, s)
                     codes, info = {x: enc(feats[x][0]) for x in ("query", "database")}, {}
@@ -280,7 +277,7 @@ def main():
                 stages = [(name, run_cfg, (codes["query"], codes["database"]), labels, info, time.time() - t)]
                 if a.finetune and extra is not None:
                     t = time.time()
-                    ft_cfg = load_config(a.config, shared + extra + [f"model.nbits={b}", f"train.seed={s}", *FINETUNE,
+                    ft_cfg = load_config(a.config, run + FINETUNE + [
                         f"train.epochs={a.finetune}", f"output_dir={folder}_ft{a.finetune}",
                         f"train.resume_from={LocalSession(run_cfg.output_dir).best_checkpoint()}"])
                     ft, ft_info = finetune_and_encode(ft_cfg, log=lambda msg: log(f"{name}{FINETUNED}, {b} bits, "

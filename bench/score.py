@@ -37,9 +37,14 @@ def encode_splits(cfg: Config, checkpoint: str | Path, log=print) -> tuple[Shard
     return enc, rates
 
 
+def split_codes(cfg: Config) -> dict:
+    """What encode_splits wrote: split name -> its codes and labels (unreadable images dropped)."""
+    return {name: read_codes(Path(cfg.output_dir) / "codes" / name) for name in ("query", "database")}
+
+
 def scores_on_test(cfg: Config) -> dict:
-    codes = Path(cfg.output_dir) / "codes"
-    q, db = read_codes(codes / "query"), read_codes(codes / "database")
+    codes = split_codes(cfg)
+    q, db = codes["query"], codes["database"]
     return evaluate(q.codes, db.codes, q.labels, db.labels, cfg.eval.k).as_dict("test_")
 
 

@@ -35,14 +35,14 @@ def setup(cfg: Config) -> tuple[MlflowClient, str]:
     mlflow.set_tracking_uri(uri)
     # Opening a new sqlite store creates and migrates its schema; jobs that start together (a sweep's trials,
     # parallel evaluations) would race on that and fail, so opening is serialised.
-    sqlite = uri.startswith("sqlite:///")
-    with FileLock(uri[len("sqlite:///"):] + ".lock") if sqlite else contextlib.nullcontext():
+    db_file = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    with FileLock(db_file + ".lock") if db_file else contextlib.nullcontext():
         client = MlflowClient(uri)
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
         # Artifacts beside the sqlite file, so one folder holds the whole store.
         # sqlite:///runs/m.db is relative to the working directory, as sqlite reads it; a file URI must be absolute
-        location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri() if sqlite else None
+        location = (Path(db_file).resolve().parent / "mlartifacts").as_uri() if db_file else None
         try:
             exp_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
         except mlflow.exceptions.MlflowException:  # created concurrently by another process
