@@ -7,9 +7,10 @@
 # not started, so the call ends inside its limit.
 #   bash bench/gpu_session.sh EPOCHS SECONDS [PLAN]
 # PLAN "finetune" (the default): NT-Xent and NSH fine-tuned from the pretrained backbone at 64 and 16 bits.
-# PLAN "twostage": at 64 bits, each method's heads trained on the frozen backbone (lr 8e-3), then the whole
-# network fine-tuned from those heads with the backbone at a tenth of the heads' lr; EPOCHS per stage.
-# On an H200 one stage of 10 epochs takes about 2 min alone (docs/gpu): `bash bench/gpu_session.sh 8 540 twostage`.
+# PLAN "twostage": bench/quality.py --finetune EPOCHS at 224 px and 64 bits, for the two forms its CIFAR-10 section
+# picks: each method's heads trained as the CPU bench trains them (60 epochs on 6 cached views of the frozen backbone,
+# feature dropout 0.5, lr 8e-3), then the whole network fine-tuned from their best epoch with quality.py's FINETUNE
+# overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4). `bash bench/gpu_session.sh 12 520 twostage`.
 set -u
 EPOCHS=${1:-20}
 PLAN=${3:-finetune}
@@ -37,24 +38,26 @@ run() {  # name, then config overrides
     local name=$1; shift
     if [ "$(date +%s)" -gt $((DEADLINE - 120)) ]; then echo "[$name] not started: too little time left" >> "$LOG"; return; fi
     timeout $((DEADLINE - $(date +%s))) python3 bench/gpu_full.py --config conf/cifar10_full.yaml --out "$OUT/$name.json" \
-        output_dir=/tmp/runs/$name data.root=/tmp/cifar10-jpeg data.split_file=.gpu/split.json data.augment_on=device \
+        output_dir=/tmp/runs/$name data.root=/tmp/cifar10-jpeg data.split_file=.gpu/split.json \
         data.loader_workers=6 train.epochs="$EPOCHS" train.log_every=5 "$@" 2>&1 | sed -u "s/^/[$name] /" >> "$LOG"
 }
 NSH="loss.sorter=torchsort loss.m=3 loss.own_positive=true loss.code_weight=1.0 loss.code_tau=0.2 loss.tau=0.5 loss.steepness=0.1"
 BASE="loss.name=nt_xent loss.tau=0.2"
+# bench/quality.py's stage 1 (its TUNED forms; NSH's at batch 128) and its FINETUNE list: MLflow is not on this machine
+HEADS="model.freeze_backbone=true data.cache_views=6 data.augment_on=loader data.feature_dropout=0.5 train.lr=0.008 train.epochs=60"
+FINETUNE="data.cache_views=0 model.freeze_backbone=false data.feature_dropout=0 data.augment_on=device train.lr=0.001 train.backbone_lr=0.0001"
 torchsort_built() { while [ ! -e /tmp/ts.ok ] && kill -0 $TS 2>/dev/null; do sleep 2; done; }
 best_of() { python3 -c "from nsh.training import LocalSession; print(LocalSession('/tmp/runs/$1').best_checkpoint())"; }
 two_stage() {  # name, then the loss form
     local name=$1; shift
-    run "${name}_heads" model.nbits=64 model.freeze_backbone=true train.lr=0.008 "$@"
+    run "${name}_heads" model.nbits=64 "$@" $HEADS
     [ -e "/tmp/runs/${name}_heads/checkpoints" ] || return
-    run "${name}_tuned" model.nbits=64 train.lr=0.001 train.backbone_lr=0.0001 \
-        train.resume_from="$(best_of "${name}_heads")" "$@"
+    run "${name}_tuned" model.nbits=64 "$@" $FINETUNE train.resume_from="$(best_of "${name}_heads")"
 }
 # shellcheck disable=SC2086  # the forms are word lists
 if [ "$PLAN" = twostage ]; then
     ( two_stage base64 $BASE ) &
-    ( torchsort_built; two_stage nsh64 $NSH ) &
+    ( torchsort_built; two_stage nsh64 $NSH train.batch_size=128 ) &
 else
     ( run base64 model.nbits=64 $BASE; torchsort_built; run nsh16 model.nbits=16 $NSH ) &
     ( torchsort_built; run nsh64 model.nbits=64 $NSH; run base16 model.nbits=16 $BASE ) &
