@@ -7,7 +7,7 @@
 # not started, so the call ends inside its limit.
 #   bash bench/gpu_session.sh EPOCHS SECONDS [PLAN [BITS]]
 # PLAN "finetune" (the default): NT-Xent and NSH fine-tuned from the pretrained backbone at 64 and 16 bits.
-# PLAN "twostage": bench/quality.py --finetune EPOCHS at 224 px and 64 bits, for the two forms its CIFAR-10 section
+# PLAN "twostage": bench/quality.py --finetune EPOCHS at 224 px and BITS bits, for the two forms its CIFAR-10 section
 # picks: each method's heads trained as the CPU bench trains them (60 epochs on 6 cached views of the frozen backbone,
 # feature dropout 0.5, lr 8e-3), then the whole network fine-tuned from their best epoch with quality.py's FINETUNE
 # overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4); BITS (default 64) is the code length. On an H200
