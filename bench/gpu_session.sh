@@ -5,17 +5,19 @@
 # conf/cifar10_full.yaml with device augmentation, on the split of the CPU bench. Everything lands in $OUT: one
 # log with a [run] prefix per line, and a JSON per finished run. Runs that could not finish by the deadline are
 # not started, so the call ends inside its limit.
-#   bash bench/gpu_session.sh EPOCHS SECONDS [PLAN [BITS]]
+#   bash bench/gpu_session.sh EPOCHS SECONDS [PLAN [BITS [SEED]]]
 # PLAN "finetune" (the default): NT-Xent and NSH fine-tuned from the pretrained backbone at 64 and 16 bits.
 # PLAN "twostage": bench/quality.py --finetune EPOCHS at 224 px and BITS bits, for the two forms its CIFAR-10 section
 # picks: each method's heads trained as the CPU bench trains them (60 epochs on 6 cached views of the frozen backbone,
 # feature dropout 0.5, lr 8e-3), then the whole network fine-tuned from their best epoch with quality.py's FINETUNE
-# overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4); BITS (default 64) is the code length. On an H200
-# 60 + 10 epochs at 64 bits took 400 s with torchsort's build: `bash bench/gpu_session.sh 10 530 twostage [BITS]`.
+# overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4); BITS (default 64) is the code length, SEED
+# (default 0) train.seed. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build (session 15):
+# `bash bench/gpu_session.sh 10 530 twostage [BITS [SEED]]`.
 set -u
 EPOCHS=${1:-20}
 PLAN=${3:-finetune}
-BITS=${4:-64}  # the twostage plan's code length
+BITS=${4:-64}  # the twostage plan's code length and seed
+SEED=${5:-0}
 START=$(date +%s)
 DEADLINE=$(( START + ${2:-540} ))
 LOG=$OUT/log
@@ -52,14 +54,14 @@ torchsort_built() { while [ ! -e /tmp/ts.ok ] && kill -0 $TS 2>/dev/null; do sle
 best_of() { python3 -c "from nsh.training import LocalSession; print(LocalSession('/tmp/runs/$1').best_checkpoint())"; }
 two_stage() {  # name, then the loss form
     local name=$1; shift
-    run "${name}_heads" model.nbits=$BITS "$@" $HEADS
+    run "${name}_heads" model.nbits=$BITS train.seed=$SEED "$@" $HEADS
     [ -e "/tmp/runs/${name}_heads/checkpoints" ] || return
-    run "${name}_tuned" model.nbits=$BITS "$@" $FINETUNE train.resume_from="$(best_of "${name}_heads")"
+    run "${name}_tuned" model.nbits=$BITS train.seed=$SEED "$@" $FINETUNE train.resume_from="$(best_of "${name}_heads")"
 }
 # shellcheck disable=SC2086  # the forms are word lists
 if [ "$PLAN" = twostage ]; then
-    ( two_stage base$BITS $BASE ) &
-    ( torchsort_built; two_stage nsh$BITS $NSH train.batch_size=128 ) &
+    ( two_stage base${BITS}_seed$SEED $BASE ) &
+    ( torchsort_built; two_stage nsh${BITS}_seed$SEED $NSH train.batch_size=128 ) &
 else
     ( run base64 model.nbits=64 $BASE; torchsort_built; run nsh16 model.nbits=16 $NSH ) &
     ( torchsort_built; run nsh64 model.nbits=64 $NSH; run base16 model.nbits=16 $BASE ) &
