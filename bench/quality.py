@@ -192,26 +192,30 @@ def encode_features(model, x: np.ndarray) -> np.ndarray:
     return pack(torch.cat([model.hash_head(torch.from_numpy(x[i:i + 4096])) for i in range(0, len(x), 4096)]))
 
 
+def trained_seconds(result) -> float:
+    """The epochs' own training time, from the run's history: the same whether this call trained them or reused a
+    finished run folder."""
+    return sum(h.get("epoch_seconds", 0.0) for h in result.history)
+
+
 def train_and_encode(cfg, feats, log):
     """fit() the config (resuming or reusing its run folder); codes of the best-by-validation epoch."""
-    t = time.time()
     result = fit(cfg, log=log)
     model, _, _ = ckpt_io.load_model(LocalSession(cfg.output_dir).best_checkpoint())
     codes = {s: encode_features(model, feats[s][0]) for s in ("query", "database")}
     info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
-            "epochs": len(result.history), "train_seconds": time.time() - t}
+            "epochs": len(result.history), "train_seconds": trained_seconds(result)}
     return codes, info
 
 
 def finetune_and_encode(cfg, log):
     """fit() the fine-tuning config (it names its start in train.resume_from); test codes of its best epoch, made
     from the images by the whole model, under <output_dir>/codes, with their labels (unreadable images dropped)."""
-    t = time.time()
     result = fit(cfg, log=log)
     ckpt = LocalSession(cfg.output_dir).best_checkpoint()
     _, rates = encode_splits(cfg, ckpt, log=log)
     info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
-            "epochs": len(result.history), "train_seconds": time.time() - t,
+            "epochs": len(result.history), "train_seconds": trained_seconds(result),
             "encode_items_per_s": rates["database"]}
     return split_codes(cfg), info
 
@@ -318,7 +322,8 @@ def main():
         "val_k": validation_k(cfg, split), "epochs": cfg.train.epochs, "seeds": seeds, "bits": bits,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                    f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
-        "wall_seconds": time.time() - wall, "mlflow_run_id": parent, "rows": rows,
+        "wall_seconds": time.time() - wall, "trained_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
+        "mlflow_run_id": parent, "rows": rows,
         "plots": [p.name for p in pictures],
     }
     out = RESULTS / f"{tag}.json"
@@ -382,11 +387,14 @@ def render_summary() -> None:
         r = json.loads(path.read_text())
         agg = summarize(r["rows"])
         bits = r["bits"]
+        # sections written before session 15 lack it: their rows timed the call, not the run
+        trained = (f" (its runs trained for {r['trained_seconds'] / 60:.0f} min, here or in the earlier calls it "
+                   "reused)" if "trained_seconds" in r else "")
         lines += [f"## {r['tag']}", "", f"- command: `{r['command']}`", f"- backbone: {r['backbone']}",
                   f"- split: {r['protocol']}; {r['epochs']} epochs; seeds {r['seeds']}; epoch chosen by validation "
                   f"mAP@{r['val_k']}",
-                  f"- machine: {r['machine']}; wall time {r['wall_seconds'] / 60:.1f} min; MLflow run "
-                  f"`{r['mlflow_run_id']}`", ""]
+                  f"- machine: {r['machine']}; wall time {r['wall_seconds'] / 60:.1f} min{trained}; "
+                  f"MLflow run `{r['mlflow_run_id']}`", ""]
         for metric, title in (("map", f"mAP@{r['protocol']['k']}"), ("map_tie_aware", "tie-aware mAP"),
                               ("precision_h2", "P@H≤2"), ("best_val_map", "best validation mAP")):
             lines += [f"**{title}**", "", "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",

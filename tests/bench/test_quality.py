@@ -65,3 +65,6 @@ def test_finetune_adds_a_whole_model_row_per_trained_method_started_from_its_bes
     quality.main()  # a rerun reuses both stages and the fine-tuned run's codes: the same scores
     again = {r["method"]: r for r in json.loads((tmp_path / "docs" / "results" / "tiny_ft.json").read_text())["rows"]}
     assert again[baseline + quality.FINETUNED]["map"] == tuned["map"]
+    # and reports the training time the reused runs took, not the seconds it spent reusing them
+    for method in (baseline, baseline + quality.FINETUNED):
+        assert again[method]["train_seconds"] == rows[method]["train_seconds"] > 0
