@@ -60,7 +60,7 @@ def main():
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "torch": torch.__version__, "config": a.config, "overrides": a.overrides,
         "epochs_run": epochs_run, "train_seconds": train_s,
-        "train_images_per_s": 2 * n_train * epochs_run / sum(h["epoch_seconds"] for h in result.history),
+        "train_images_per_s": 2 * n_train * epochs_run / result.train_seconds,
         "best_epoch": result.best_epoch, "best_val_map": result.best_val_map, **scores_on_test(cfg),
         "encode_database_items_per_s": rates["database"],
         "bare_forward_images_per_s": bare_forward_rate(enc.model, cfg.data.image_size, cfg.encode.batch_size, enc.device)

@@ -192,19 +192,13 @@ def encode_features(model, x: np.ndarray) -> np.ndarray:
     return pack(torch.cat([model.hash_head(torch.from_numpy(x[i:i + 4096])) for i in range(0, len(x), 4096)]))
 
 
-def trained_seconds(result) -> float:
-    """The epochs' own training time, from the run's history: the same whether this call trained them or reused a
-    finished run folder."""
-    return sum(h.get("epoch_seconds", 0.0) for h in result.history)
-
-
 def train_and_encode(cfg, feats, log):
     """fit() the config (resuming or reusing its run folder); codes of the best-by-validation epoch."""
     result = fit(cfg, log=log)
     model, _, _ = ckpt_io.load_model(LocalSession(cfg.output_dir).best_checkpoint())
     codes = {s: encode_features(model, feats[s][0]) for s in ("query", "database")}
     info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
-            "epochs": len(result.history), "train_seconds": trained_seconds(result)}
+            "epochs": len(result.history), "train_seconds": result.train_seconds}
     return codes, info
 
 
@@ -215,7 +209,7 @@ def finetune_and_encode(cfg, log):
     ckpt = LocalSession(cfg.output_dir).best_checkpoint()
     _, rates = encode_splits(cfg, ckpt, log=log)
     info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
-            "epochs": len(result.history), "train_seconds": trained_seconds(result),
+            "epochs": len(result.history), "train_seconds": result.train_seconds,
             "encode_items_per_s": rates["database"]}
     return split_codes(cfg), info
 

@@ -94,6 +94,12 @@ class FitResult:
     best_epoch: int = -1
     val_k: int = 0  # the cutoff of the validation mAP (validation_k)
 
+    @property
+    def train_seconds(self) -> float:
+        """The epochs' own training time, from the history: the same for a run trained now and one that fit()
+        reused or resumed from its checkpoints."""
+        return sum(h.get("epoch_seconds", 0.0) for h in self.history)
+
 
 def default_split_path(cfg: Config) -> Path:
     if cfg.data.split_file:
