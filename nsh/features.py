@@ -2,7 +2,8 @@
 
 With a frozen backbone the heads are all that trains, so the backbone's work on each view can be done
 once. Views are drawn from a per-(item, view) seed, so the cache is reproducible, and it is written in
-chunks, so an interrupted run resumes where it stopped.
+chunks, so an interrupted run resumes where it stopped. Runs that share a cache folder (trials of a sweep,
+side-by-side bench runs) take turns on a file lock: the first computes an entry, the others then read it.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader
 
 from nsh.data import Corpus, ItemDataset, collate_skip_bad, eval_view, report_bad, train_view
@@ -58,6 +60,21 @@ def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_
     if final.is_file():
         return np.load(final)
     folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if final.is_file():  # computed by another run while this one waited for the lock
+            return np.load(final)
+        feats = _compute(model, corpus, indices, folder, transform, n_views, seed, batch_size, device, workers, log)
+        feats = feats if augmented else feats[:, 0]
+        np.save(folder / "features.tmp.npy", feats)
+        (folder / "features.tmp.npy").replace(final)
+        for part in folder.glob("part_*.npy"):
+            part.unlink()
+        return feats
+
+
+def _compute(model: Hasher, corpus: Corpus, indices: np.ndarray, folder: Path, transform, n_views: int, seed: int,
+             batch_size: int, device: str, workers: int, log) -> np.ndarray:
+    """(n, n_views, D) features, chunk by chunk: chunks already on disk are kept, each new one is saved."""
     model.backbone.to(device).eval()
     chunks = range(0, len(indices), CHUNK)
     start, computed = time.time(), 0
@@ -81,11 +98,4 @@ def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_
         done, computed = min(lo + CHUNK, len(indices)), computed + len(chunk)
         rate = computed * n_views / max(time.time() - start, 1e-9)  # chunks found on disk took no time
         log(f"backbone features: {done}/{len(indices)} items x {n_views} view(s), {rate:.0f} images/s")
-    feats = np.concatenate([np.load(folder / f"part_{c:05d}.npy") for c in range(len(chunks))])
-    if not augmented:
-        feats = feats[:, 0]
-    np.save(folder / "features.tmp.npy", feats)
-    (folder / "features.tmp.npy").replace(final)
-    for c in range(len(chunks)):
-        (folder / f"part_{c:05d}.npy").unlink(missing_ok=True)
-    return feats
+    return np.concatenate([np.load(folder / f"part_{c:05d}.npy") for c in range(len(chunks))])
