@@ -5,21 +5,21 @@
 # conf/cifar10_full.yaml with device augmentation, on the split of the CPU bench. Everything lands in $OUT: one
 # log with a [run] prefix per line, and a JSON per finished run. Runs that could not finish by the deadline are
 # not started, so the call ends inside its limit.
-#   bash bench/gpu_session.sh EPOCHS SECONDS [PLAN [BITS [SEED]]]
+#   bash bench/gpu_session.sh EPOCHS SECONDS [PLAN [BITS:SEED ...]]
 # PLAN "finetune" (the default): NT-Xent and NSH fine-tuned from the pretrained backbone at 64 and 16 bits.
 # PLAN "twostage": bench/quality.py --finetune EPOCHS at 224 px and BITS bits, for the two forms its CIFAR-10 section
 # picks: each method's heads trained as the CPU bench trains them (60 epochs on 6 cached views of the frozen backbone,
 # feature dropout 0.5, lr 8e-3), then the whole network fine-tuned from their best epoch with quality.py's FINETUNE
-# overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4); BITS (default 64) is the code length, SEED
-# (default 0) train.seed. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build (session 15):
-# `bash bench/gpu_session.sh 10 530 twostage [BITS [SEED]]`.
+# overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4). Each BITS:SEED (default 64:0) is one code length
+# and train.seed, all of them run side by side. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
+# (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the build in /tmp and reuses it.
 set -u
 EPOCHS=${1:-20}
 PLAN=${3:-finetune}
-BITS=${4:-64}  # the twostage plan's code length and seed
-SEED=${5:-0}
 START=$(date +%s)
 DEADLINE=$(( START + ${2:-540} ))
+shift $(( $# < 3 ? $# : 3 ))
+SPECS=${*:-64:0}  # the twostage plan's BITS:SEED list
 LOG=$OUT/log
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:/tmp/ts
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl >> "$LOG" 2>&1 \
@@ -32,7 +32,8 @@ if [ "$PLAN" = finetune ]; then  # measured once per machine kind is enough: the
         2>&1 | sed -u 's/^/[rate] /' >> "$LOG"
 fi
 
-( CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 python3 -m pip install -q --no-index --no-deps \
+[ -e /tmp/ts.ok ] && echo "[torchsort] built by an earlier call on this machine" >> "$LOG"
+( [ -e /tmp/ts.ok ] || CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 python3 -m pip install -q --no-index --no-deps \
     --no-build-isolation --target /tmp/ts .gpu/sdist/torchsort-0.1.10.tar.gz > /tmp/ts.log 2>&1 && touch /tmp/ts.ok
   echo "build finished at +$(( $(date +%s) - START ))s, ok: $(ls /tmp/ts.ok 2>/dev/null)" \
     | sed 's/^/[torchsort] /' >> "$LOG"; tail -5 /tmp/ts.log | sed 's/^/[torchsort] /' >> "$LOG" ) &
@@ -52,16 +53,19 @@ HEADS="model.freeze_backbone=true data.cache_views=6 data.augment_on=loader data
 FINETUNE="data.cache_views=0 model.freeze_backbone=false data.feature_dropout=0 data.augment_on=device train.lr=0.001 train.backbone_lr=0.0001"
 torchsort_built() { while [ ! -e /tmp/ts.ok ] && kill -0 $TS 2>/dev/null; do sleep 2; done; }
 best_of() { python3 -c "from nsh.training import LocalSession; print(LocalSession('/tmp/runs/$1').best_checkpoint())"; }
-two_stage() {  # name, then the loss form
-    local name=$1; shift
-    run "${name}_heads" model.nbits=$BITS train.seed=$SEED "$@" $HEADS
+two_stage() {  # name, bits, seed, then the loss form
+    local name=$1 bits=$2 seed=$3; shift 3
+    run "${name}_heads" model.nbits=$bits train.seed=$seed "$@" $HEADS
     [ -e "/tmp/runs/${name}_heads/checkpoints" ] || return
-    run "${name}_tuned" model.nbits=$BITS train.seed=$SEED "$@" $FINETUNE train.resume_from="$(best_of "${name}_heads")"
+    run "${name}_tuned" model.nbits=$bits train.seed=$seed "$@" $FINETUNE train.resume_from="$(best_of "${name}_heads")"
 }
 # shellcheck disable=SC2086  # the forms are word lists
 if [ "$PLAN" = twostage ]; then
-    ( two_stage base${BITS}_seed$SEED $BASE ) &
-    ( torchsort_built; two_stage nsh${BITS}_seed$SEED $NSH train.batch_size=128 ) &
+    for spec in $SPECS; do
+        bits=${spec%%:*} seed=${spec##*:}
+        ( two_stage "base${bits}_seed$seed" "$bits" "$seed" $BASE ) &
+        ( torchsort_built; two_stage "nsh${bits}_seed$seed" "$bits" "$seed" $NSH train.batch_size=128 ) &
+    done
 else
     ( run base64 model.nbits=64 $BASE; torchsort_built; run nsh16 model.nbits=16 $NSH ) &
     ( torchsort_built; run nsh64 model.nbits=64 $NSH; run base16 model.nbits=16 $BASE ) &
