@@ -32,11 +32,11 @@ if [ "$PLAN" = finetune ]; then  # measured once per machine kind is enough: the
         2>&1 | sed -u 's/^/[rate] /' >> "$LOG"
 fi
 
-[ -e /tmp/ts.ok ] && echo "[torchsort] built by an earlier call on this machine" >> "$LOG"
-( [ -e /tmp/ts.ok ] || CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 python3 -m pip install -q --no-index --no-deps \
-    --no-build-isolation --target /tmp/ts .gpu/sdist/torchsort-0.1.10.tar.gz > /tmp/ts.log 2>&1 && touch /tmp/ts.ok
-  echo "build finished at +$(( $(date +%s) - START ))s, ok: $(ls /tmp/ts.ok 2>/dev/null)" \
-    | sed 's/^/[torchsort] /' >> "$LOG"; tail -5 /tmp/ts.log | sed 's/^/[torchsort] /' >> "$LOG" ) &
+( if [ -e /tmp/ts.ok ]; then echo "built by an earlier call on this machine"; else
+    CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 python3 -m pip install -q --no-index --no-deps \
+      --no-build-isolation --target /tmp/ts .gpu/sdist/torchsort-0.1.10.tar.gz > /tmp/ts.log 2>&1 && touch /tmp/ts.ok
+    echo "build finished at +$(( $(date +%s) - START ))s, ok: $(ls /tmp/ts.ok 2>/dev/null)"; tail -5 /tmp/ts.log
+  fi ) | sed 's/^/[torchsort] /' >> "$LOG" &
 TS=$!
 
 run() {  # name, then config overrides
