@@ -13,6 +13,8 @@
 # overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4). Each BITS:SEED (default 64:0) is one code length
 # and train.seed, all of them run side by side. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
 # (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the build in /tmp and reuses it.
+# EXTRA, if set, holds overrides for every run, e.g. EXTRA="model.backbone=efficientnet_lite2" (the stronger frozen
+# backbone on the CPU bench, session 17; its weights are in the bundle).
 set -u
 EPOCHS=${1:-20}
 PLAN=${3:-finetune}
@@ -44,7 +46,7 @@ run() {  # name, then config overrides
     if [ "$(date +%s)" -gt $((DEADLINE - 120)) ]; then echo "[$name] not started: too little time left" >> "$LOG"; return; fi
     timeout $((DEADLINE - $(date +%s))) python3 bench/gpu_full.py --config conf/cifar10_full.yaml --out "$OUT/$name.json" \
         output_dir=/tmp/runs/$name data.root=/tmp/cifar10-jpeg data.split_file=.gpu/split.json \
-        data.loader_workers=6 train.epochs="$EPOCHS" train.log_every=5 "$@" 2>&1 | sed -u "s/^/[$name] /" >> "$LOG"
+        data.loader_workers=6 train.epochs="$EPOCHS" train.log_every=5 "$@" ${EXTRA:-} 2>&1 | sed -u "s/^/[$name] /" >> "$LOG"
 }
 NSH="loss.sorter=torchsort loss.m=3 loss.own_positive=true loss.code_weight=1.0 loss.code_tau=0.2 loss.tau=0.5 loss.steepness=0.1"
 BASE="loss.name=nt_xent loss.tau=0.2"

