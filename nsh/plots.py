@@ -9,6 +9,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+
+def _log_tick(value: float, _pos) -> str:
+    """Plain numbers on a log axis, minor ticks labelled only at 2 and 5 per decade: a sweep spans about one decade,
+    where matplotlib's default writes every minor tick as 3x10^-1 and the labels overlap."""
+    mantissa = round(value / 10 ** np.floor(np.log10(value)), 6)
+    return f"{value:g}" if mantissa in (1, 2, 5) else ""
 
 
 def pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> Path:
@@ -70,6 +78,9 @@ def heatmap(x: np.ndarray, y: np.ndarray, value: np.ndarray, path: str | Path, x
     for xi, yi, v in zip(x, y, value):
         ax.annotate(f"{v:.3f}", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=7)
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(_log_tick))
+        axis.set_minor_formatter(FuncFormatter(_log_tick))
     ax.margins(0.2)  # room for the value labels
     fig.colorbar(sc, ax=ax, label="validation mAP")
     fig.tight_layout()

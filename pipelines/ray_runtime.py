@@ -11,6 +11,10 @@ from pathlib import Path
 
 # Read by Ray when it is imported: with it, a local cluster binds every port to 127.0.0.1 (ENVIRONMENT.md).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# A trial checkpoints every epoch and Tune keeps one checkpoint per trial, which forces a snapshot of the sweep's state
+# at every epoch; on frozen features an epoch takes seconds, and Tune then warns of each snapshot in three lines that
+# bury the epoch lines. The snapshots go to local disk and cost little, so the warning is off.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 import ray  # noqa: E402
 import torch  # noqa: E402
