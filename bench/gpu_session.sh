@@ -11,7 +11,8 @@
 # picks: each method's heads trained as the CPU bench trains them (60 epochs on 6 cached views of the frozen backbone,
 # feature dropout 0.5, lr 8e-3), then the whole network fine-tuned from their best epoch with quality.py's FINETUNE
 # overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4). Each BITS:SEED (default 64:0) is one code length
-# and train.seed, all of them run side by side. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
+# and train.seed, all of them run side by side; BITS:SEED:base or BITS:SEED:nsh runs only that method, to complete a
+# spec whose other run already finished. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
 # (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the build in /tmp and reuses it.
 # The backbone is the EfficientNet-Lite whose weights the bundle holds (LITE=2 bash scripts/gpu_bundle.sh: Lite2, the
 # stronger frozen backbone on the CPU bench, session 17). EXTRA, if set, holds more overrides for every run.
@@ -66,9 +67,9 @@ two_stage() {  # name, bits, seed, then the loss form
 # shellcheck disable=SC2086  # the forms are word lists
 if [ "$PLAN" = twostage ]; then
     for spec in $SPECS; do
-        bits=${spec%%:*} seed=${spec##*:}
-        ( two_stage "base${bits}_seed$seed" "$bits" "$seed" $BASE ) &
-        ( torchsort_built; two_stage "nsh${bits}_seed$seed" "$bits" "$seed" $NSH train.batch_size=128 ) &
+        IFS=: read -r bits seed only <<< "$spec"
+        [ "${only:-base}" = base ] && ( two_stage "base${bits}_seed$seed" "$bits" "$seed" $BASE ) &
+        [ "${only:-nsh}" = nsh ] && ( torchsort_built; two_stage "nsh${bits}_seed$seed" "$bits" "$seed" $NSH train.batch_size=128 ) &
     done
 else
     ( run base64 model.nbits=64 $BASE; torchsort_built; run nsh16 model.nbits=16 $NSH ) &
