@@ -55,18 +55,20 @@ def main():
     ckpt = LocalSession(cfg.output_dir).best_checkpoint()
     log(f"best epoch {result.best_epoch + 1}: val mAP {result.best_val_map:.4f}; checkpoint {ckpt}")
 
-    enc, rates = encode_splits(cfg, ckpt, log)
     out = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "torch": torch.__version__, "config": a.config, "overrides": a.overrides,
         "epochs_run": epochs_run, "train_seconds": train_s,
         "train_images_per_s": 2 * n_train * epochs_run / result.train_seconds,
-        "best_epoch": result.best_epoch, "best_val_map": result.best_val_map, **scores_on_test(cfg),
-        "encode_database_items_per_s": rates["database"],
-        "bare_forward_images_per_s": bare_forward_rate(enc.model, cfg.data.image_size, cfg.encode.batch_size, enc.device)
-        if enc.device.type == "cuda" else None,
-        "history": result.history,
+        "best_epoch": result.best_epoch, "best_val_map": result.best_val_map, "history": result.history,
     }
+    # Written before encoding too: a run that a device budget cuts off while encoding the database still leaves its
+    # validation numbers (sessions 16 and 19 each lost one that way).
+    Path(a.out).write_text(json.dumps(out, indent=2))
+    enc, rates = encode_splits(cfg, ckpt, log)
+    out |= {**scores_on_test(cfg), "encode_database_items_per_s": rates["database"],
+            "bare_forward_images_per_s": bare_forward_rate(enc.model, cfg.data.image_size, cfg.encode.batch_size,
+                                                           enc.device) if enc.device.type == "cuda" else None}
     Path(a.out).write_text(json.dumps(out, indent=2))
     log(json.dumps({k: v for k, v in out.items() if k != "history"}, indent=2))
 
