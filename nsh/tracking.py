@@ -11,6 +11,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import mlflow
 import numpy as np
@@ -158,24 +159,53 @@ def log_model(run_id: str, checkpoint_path: str | Path, cfg: Config, example: np
     return info.model_uri
 
 
-def register(client: MlflowClient, model_uri: str, name: str, run_id: str, val_map: float, cfg: Config) -> tuple[int, bool]:
+class Registration(NamedTuple):
+    version: int
+    promoted: bool  # the champion alias moved to this version
+    why: str  # why it did or did not, for the log
+
+
+def _task(cfg: Config) -> dict[str, str]:
+    """Tags naming the retrieval task a validation mAP was measured on: mAPs compare only within one task."""
+    named = cfg.data.dataset in ("cifar10", "fashion_mnist") or cfg.data.root is None
+    dataset = cfg.data.dataset if named else f"{cfg.data.dataset}:{Path(cfg.data.root).name}"
+    return {"dataset": dataset, "nbits": str(cfg.model.nbits)}
+
+
+def register(client: MlflowClient, model_uri: str, name: str, run_id: str, val_map: float, cfg: Config) -> Registration:
     """Register a version; move the champion alias to it only if its validation mAP beats the champion's.
 
-    Returns (version, became_champion).
+    A champion of another dataset or code length is never displaced: its mAP measures a different task, and
+    replacing it would change the code length of every `models:/NAME@champion` consumer. Such a model is registered
+    without the alias, and `why` says to give each task its own `mlflow.registered_model`.
     """
+    task = _task(cfg)
     version = mlflow.register_model(model_uri, name, tags={
-        "val_map": f"{val_map:.6f}", "nbits": str(cfg.model.nbits), "backbone": cfg.model.backbone,
+        "val_map": f"{val_map:.6f}", **task, "backbone": cfg.model.backbone,
         "sorter": cfg.loss.sorter if cfg.loss.name == "sorted_nce" else cfg.loss.name, "run_id": run_id})
     v = int(version.version)
     try:
         champ = client.get_model_version_by_alias(name, CHAMPION)
-        champ_map = float(champ.tags.get("val_map", "-1"))
     except mlflow.exceptions.MlflowException:
-        champ_map = -1.0
-    promoted = val_map > champ_map
-    if promoted:
-        client.set_registered_model_alias(name, CHAMPION, v)
-    return v, promoted
+        champ = None
+    if champ is not None:
+        # versions registered before the dataset tag existed are compared on what they do carry
+        other = {k: champ.tags[k] for k in task if k in champ.tags}
+        if any(task[k] != other[k] for k in other):
+            return Registration(v, False, f"champion unchanged: version {champ.version} is {_describe(other)}, this "
+                                          f"model {_describe(task)}; set mlflow.registered_model to a name per task "
+                                          f"(e.g. {name}-{task['dataset'].replace(':', '-')}-{task['nbits']}bits) to keep a champion "
+                                          f"for each")
+        champ_map = float(champ.tags.get("val_map", "-1"))
+        if val_map <= champ_map:
+            return Registration(v, False, f"champion unchanged: version {champ.version}'s validation mAP "
+                                          f"{champ_map:.4f} is not below this model's {val_map:.4f}")
+    client.set_registered_model_alias(name, CHAMPION, v)
+    return Registration(v, True, "champion")
+
+
+def _describe(task: dict[str, str]) -> str:
+    return " at ".join(f"{task[k]} bits" if k == "nbits" else task[k] for k in ("dataset", "nbits") if k in task)
 
 
 def resolve_model(uri: str) -> Path:

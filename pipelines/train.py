@@ -49,15 +49,14 @@ def keep_best(cfg: Config, checkpoints) -> tuple[float, Path]:
 
 
 def register_best(cfg: Config, client, run_id: str, checkpoint: Path, val_map: float, model_cfg: Config) -> dict:
-    """Log the checkpoint as a pyfunc model in `run_id` and register it (champion only if better)."""
+    """Log the checkpoint as a pyfunc model in `run_id` and register it (champion only if better, same task)."""
     if not cfg.mlflow.register_best:
         return {}
     model_uri = tracking.log_model(run_id, checkpoint, model_cfg, example_input(cfg, checkpoint))
     name = cfg.mlflow.registered_model
-    version, promoted = tracking.register(client, model_uri, name, run_id, val_map, model_cfg)
-    log(f"registered {name} version {version}"
-        f"{' as champion' if promoted else ' (champion unchanged: its validation mAP is higher)'}")
-    return {"model_uri": f"models:/{name}/{version}", "champion": promoted}
+    reg = tracking.register(client, model_uri, name, run_id, val_map, model_cfg)
+    log(f"registered {name} version {reg.version}{' as champion' if reg.promoted else f' ({reg.why})'}")
+    return {"model_uri": f"models:/{name}/{reg.version}", "champion": reg.promoted}
 
 
 def find_run(cfg: Config) -> str | None:

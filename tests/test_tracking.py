@@ -28,9 +28,28 @@ def test_champion_alias_moves_only_to_a_better_validation_map(store, trained_tin
         run_id = tracking.start_run(cfg)
         uri = tracking.log_model(run_id, ckpt / "checkpoint.pt", cfg, np.zeros((2, 32, 32, 3), np.uint8))
         versions.append(tracking.register(client, uri, "nsh_test", run_id, val_map, cfg))
-    assert versions == [(1, True), (2, False), (3, True)]
+    assert [(r.version, r.promoted) for r in versions] == [(1, True), (2, False), (3, True)]
+    assert "0.3000 is not below this model's 0.2500" in versions[1].why
     champion = client.get_model_version_by_alias("nsh_test", "champion")
     assert int(champion.version) == 3 and champion.tags["nbits"] == "16" and champion.tags["sorter"] == "softsort"
+
+
+@pytest.mark.parametrize("task", [["model.nbits=32"], ["data.dataset=fashion_mnist"]])
+def test_champion_is_never_displaced_by_a_model_of_another_task(store, trained_tiny, task):
+    cfg, client = store
+    _, ckpt = trained_tiny
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    first = tracking.start_run(cfg)
+    tracking.register(client, tracking.log_model(first, ckpt / "checkpoint.pt", cfg, images), "nsh_task", first, 0.3,
+                      cfg)
+    # only the tags differ: what register compares is the task its config names, not the weights
+    other = load_config(REPO / "conf" / "test_tiny.yaml", [f"mlflow.tracking_uri={cfg.mlflow.tracking_uri}", *task])
+    run_id = tracking.start_run(other)
+    reg = tracking.register(client, tracking.log_model(run_id, ckpt / "checkpoint.pt", cfg, images), "nsh_task",
+                            run_id, 0.9, other)
+    assert (reg.version, reg.promoted) == (2, False)
+    assert "cifar10 at 16 bits" in reg.why and "mlflow.registered_model" in reg.why
+    assert int(client.get_model_version_by_alias("nsh_task", "champion").version) == 1
 
 
 def test_registered_pyfunc_returns_the_checkpoints_packed_codes(store, trained_tiny):
