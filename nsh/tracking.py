@@ -192,10 +192,10 @@ def register(client: MlflowClient, model_uri: str, name: str, run_id: str, val_m
         # versions registered before the dataset tag existed are compared on what they do carry
         other = {k: champ.tags[k] for k in task if k in champ.tags}
         if any(task[k] != other[k] for k in other):
+            per_task = f"{name}-{task['dataset'].replace(':', '-')}-{task['nbits']}bits"
             return Registration(v, False, f"champion unchanged: version {champ.version} is {_describe(other)}, this "
                                           f"model {_describe(task)}; set mlflow.registered_model to a name per task "
-                                          f"(e.g. {name}-{task['dataset'].replace(':', '-')}-{task['nbits']}bits) to keep a champion "
-                                          f"for each")
+                                          f"(e.g. {per_task}) to keep a champion for each")
         champ_map = float(champ.tags.get("val_map", "-1"))
         if val_map <= champ_map:
             return Registration(v, False, f"champion unchanged: version {champ.version}'s validation mAP "
