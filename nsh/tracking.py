@@ -201,7 +201,7 @@ def register(client: MlflowClient, model_uri: str, name: str, run_id: str, val_m
             return Registration(v, False, f"champion unchanged: version {champ.version}'s validation mAP "
                                           f"{champ_map:.4f} is not below this model's {val_map:.4f}")
     client.set_registered_model_alias(name, CHAMPION, v)
-    return Registration(v, True, "champion")
+    return Registration(v, True, f"now the champion ({name}@{CHAMPION})")
 
 
 def _describe(task: dict[str, str]) -> str:

@@ -55,7 +55,7 @@ def register_best(cfg: Config, client, run_id: str, checkpoint: Path, val_map: f
     model_uri = tracking.log_model(run_id, checkpoint, model_cfg, example_input(cfg, checkpoint))
     name = cfg.mlflow.registered_model
     reg = tracking.register(client, model_uri, name, run_id, val_map, model_cfg)
-    log(f"registered {name} version {reg.version}{' as champion' if reg.promoted else f' ({reg.why})'}")
+    log(f"registered {name} version {reg.version}: {reg.why}")
     return {"model_uri": f"models:/{name}/{reg.version}", "champion": reg.promoted}
 
 
