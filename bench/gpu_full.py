@@ -44,6 +44,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--validation-only", action="store_true",
+                   help="stop after training: no database encoding, no test scores (a first stage whose test numbers "
+                        "are already known needs only its checkpoint)")
     p.add_argument("overrides", nargs="*")
     a = p.parse_intermixed_args()  # overrides may come before or after --out
     cfg = load_config(a.config, a.overrides)
@@ -65,6 +68,8 @@ def main():
     # Written before encoding too: a run that a device budget cuts off while encoding the database still leaves its
     # validation numbers (sessions 16 and 19 each lost one that way).
     Path(a.out).write_text(json.dumps(out, indent=2))
+    if a.validation_only:
+        return
     enc, rates = encode_splits(cfg, ckpt, log)
     out |= {**scores_on_test(cfg), "encode_database_items_per_s": rates["database"],
             "bare_forward_images_per_s": bare_forward_rate(enc.model, cfg.data.image_size, cfg.encode.batch_size,

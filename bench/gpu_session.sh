@@ -16,6 +16,9 @@
 # (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the build in /tmp and reuses it.
 # The backbone is the EfficientNet-Lite whose weights the bundle holds (LITE=2 bash scripts/gpu_bundle.sh: Lite2, the
 # stronger frozen backbone on the CPU bench, session 17). EXTRA, if set, holds more overrides for every run.
+# SKIP_HEADS_TEST=1 stops each first stage after training (its test scores cost half a minute of encoding per run).
+# A torchsort build is saved to $OUT/torchsort_build.tar.gz; copied to .gpu/, later calls unpack it instead of
+# spending two minutes building, when it imports on that machine's torch.
 set -u
 EPOCHS=${1:-20}
 PLAN=${3:-finetune}
@@ -37,14 +40,20 @@ if [ "$PLAN" = finetune ]; then  # measured once per machine kind is enough: the
         2>&1 | sed -u 's/^/[rate] /' >> "$LOG"
 fi
 
-( if [ -e /tmp/ts.ok ]; then echo "built by an earlier call on this machine"; else
+if [ ! -e /tmp/ts.ok ] && [ -e .gpu/torchsort_build.tar.gz ]; then
+    tar xzf .gpu/torchsort_build.tar.gz -C /tmp \
+        && python3 -c "import torch, torchsort; torchsort.soft_rank(torch.randn(2, 3, device='cuda'))" 2>> "$LOG" \
+        && touch /tmp/ts.ok || rm -rf /tmp/ts  # a build for another torch: pip --target would not overwrite it
+fi
+( if [ -e /tmp/ts.ok ]; then echo "built earlier (this machine or the bundle)"; else
     CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 python3 -m pip install -q --no-index --no-deps \
-      --no-build-isolation --target /tmp/ts .gpu/sdist/torchsort-0.1.10.tar.gz > /tmp/ts.log 2>&1 && touch /tmp/ts.ok
+      --no-build-isolation --target /tmp/ts .gpu/sdist/torchsort-0.1.10.tar.gz > /tmp/ts.log 2>&1 && touch /tmp/ts.ok \
+      && tar czf "$OUT/torchsort_build.tar.gz" -C /tmp ts
     echo "build finished at +$(( $(date +%s) - START ))s, ok: $(ls /tmp/ts.ok 2>/dev/null)"; tail -5 /tmp/ts.log
   fi ) | sed 's/^/[torchsort] /' >> "$LOG" &
 TS=$!
 
-run() {  # name, then config overrides
+run() {  # name, then gpu_full.py options and config overrides
     local name=$1; shift
     if [ "$(date +%s)" -gt $((DEADLINE - 120)) ]; then echo "[$name] not started: too little time left" >> "$LOG"; return; fi
     timeout $((DEADLINE - $(date +%s))) python3 bench/gpu_full.py --config conf/cifar10_full.yaml --out "$OUT/$name.json" \
@@ -60,7 +69,7 @@ torchsort_built() { while [ ! -e /tmp/ts.ok ] && kill -0 $TS 2>/dev/null; do sle
 best_of() { python3 -c "from nsh.training import LocalSession; print(LocalSession('/tmp/runs/$1').best_checkpoint())"; }
 two_stage() {  # name, bits, seed, then the loss form
     local name=$1 bits=$2 seed=$3; shift 3
-    run "${name}_heads" model.nbits=$bits train.seed=$seed "$@" $HEADS
+    run "${name}_heads" ${SKIP_HEADS_TEST:+--validation-only} model.nbits=$bits train.seed=$seed "$@" $HEADS
     [ -e "/tmp/runs/${name}_heads/checkpoints" ] || return
     run "${name}_tuned" model.nbits=$bits train.seed=$seed "$@" $FINETUNE train.resume_from="$(best_of "${name}_heads")"
 }

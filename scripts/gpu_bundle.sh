@@ -8,7 +8,12 @@ split=${1:-runs/quality/cifar10_160px/split.json}
 # One backbone's weights per bundle (LITE=0, 1 or 2: EfficientNet-Lite0/1/2, 17-23 MB each), so that .gpu stays
 # under the device tool's 64 MiB carry limit; bench/gpu_session.sh trains the backbone whose weights it finds here.
 LITE=${LITE:-0}
+# A torchsort build that bench/gpu_session.sh brought back (and was copied here) outlives the rebuild: it saves the
+# device two minutes of nvcc per fresh machine.
+kept=$(mktemp -d)
+[ -e .gpu/torchsort_build.tar.gz ] && mv .gpu/torchsort_build.tar.gz "$kept/"
 rm -rf .gpu && mkdir -p .gpu/whl .gpu/sdist
+[ -e "$kept/torchsort_build.tar.gz" ] && mv "$kept/torchsort_build.tar.gz" .gpu/
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .gpu/whl \
     pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 \
