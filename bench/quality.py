@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import gpu_results  # noqa: E402
 from bench.cli import pick, with_whole_names  # noqa: E402
 from bench.score import encode_splits, split_codes  # noqa: E402
 from nsh import checkpoint as ckpt_io  # noqa: E402
@@ -411,11 +412,13 @@ def render_summary() -> None:
     lines = ["# Retrieval quality (`bench/quality.py`)", "",
              "Rendered by `bench/quality.py` from `docs/results/*.json`; each section is one run of the bench, with "
              "its command. mAP@k on the test queries against the database, mean ± sample std over seeds; "
-             "the epoch of every trained method was chosen on the validation split only. Runs made outside this "
-             "bench (the fine-tuned GPU run, the SortedNCE variants, the sweeps) are in `docs/measurements.md`.", ""]
+             "the epoch of every trained method was chosen on the validation split only. The runs on lent GPUs "
+             "follow the findings; the other runs made outside this bench (the SortedNCE variants, the sweeps) are "
+             "in `docs/measurements.md`.", ""]
     findings = RESULTS / "findings.md"  # hand-written reading of the tables, kept across re-renders
     if findings.is_file():
         lines += [findings.read_text().strip(), ""]
+    lines += gpu_results.section()
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         agg = summarize(r["rows"])
