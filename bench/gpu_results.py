@@ -44,14 +44,12 @@ def gpu_runs(folder: Path = GPU) -> list[dict]:
 
 def by_setting(runs: list[dict]) -> dict[str, dict]:
     """setting -> {"seeds": [...], metric: (mean, sample std)} over the seeds that have test scores."""
+    per_setting: dict[str, dict[int, list[dict]]] = {}
+    for r in runs:
+        if METRICS[0][0] in r:
+            per_setting.setdefault(r["setting"], {}).setdefault(r["seed"], []).append(r)
     out: dict[str, dict] = {}
-    for setting in dict.fromkeys(r["setting"] for r in runs):
-        per_seed: dict[int, list[dict]] = {}
-        for r in runs:
-            if r["setting"] == setting and METRICS[0][0] in r:
-                per_seed.setdefault(r["seed"], []).append(r)
-        if not per_seed:
-            continue
+    for setting, per_seed in per_setting.items():
         agg: dict = {"seeds": sorted(per_seed)}
         for key, _ in METRICS:
             vals = [np.mean([r[key] for r in rs]) for _, rs in sorted(per_seed.items())]
