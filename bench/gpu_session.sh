@@ -12,7 +12,9 @@
 # feature dropout 0.5, lr 8e-3), then the whole network fine-tuned from their best epoch with quality.py's FINETUNE
 # overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4). Each BITS:SEED (default 64:0) is one code length
 # and train.seed, all of them run side by side; BITS:SEED:base or BITS:SEED:nsh runs only that method, to complete a
-# spec whose other run already finished. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
+# spec whose other run already finished. BITS:SEED:swept runs only the NT-Xent baseline in its searched form (tau 0.3,
+# feature dropout 0.45, lr 4e-3, batch 128: Ray Tune's on Lite2, the best of three on Fashion-MNIST's frozen heads,
+# session 21), whose fine-tuned runs on Fashion-MNIST gained on the tau-0.2 baseline's. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
 # (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the build in /tmp and reuses it.
 # The backbone is the EfficientNet-Lite whose weights the bundle holds (LITE=2 bash scripts/gpu_bundle.sh: Lite2, the
 # stronger frozen backbone on the CPU bench, session 17). EXTRA, if set, holds more overrides for every run.
@@ -62,6 +64,7 @@ run() {  # name, then gpu_full.py options and config overrides
 }
 NSH="loss.sorter=torchsort loss.m=3 loss.own_positive=true loss.code_weight=1.0 loss.code_tau=0.2 loss.tau=0.5 loss.steepness=0.1"
 BASE="loss.name=nt_xent loss.tau=0.2"
+SWEPT="loss.name=nt_xent loss.tau=0.3 data.feature_dropout=0.45 train.lr=0.004 train.batch_size=128"
 # bench/quality.py's stage 1 (its TUNED forms; NSH's at batch 128) and its FINETUNE list: MLflow is not on this machine
 HEADS="model.freeze_backbone=true data.cache_views=6 data.augment_on=loader data.feature_dropout=0.5 train.lr=0.008 train.epochs=60"
 FINETUNE="data.cache_views=0 model.freeze_backbone=false data.feature_dropout=0 data.augment_on=device train.lr=0.001 train.backbone_lr=0.0001"
@@ -69,7 +72,8 @@ torchsort_built() { while [ ! -e /tmp/ts.ok ] && kill -0 $TS 2>/dev/null; do sle
 best_of() { python3 -c "from nsh.training import LocalSession; print(LocalSession('/tmp/runs/$1').best_checkpoint())"; }
 two_stage() {  # name, bits, seed, then the loss form
     local name=$1 bits=$2 seed=$3; shift 3
-    run "${name}_heads" ${SKIP_HEADS_TEST:+--validation-only} model.nbits=$bits train.seed=$seed "$@" $HEADS
+    # the form after HEADS, so that a form's own dropout and lr win in the first stage, as in bench/quality.py
+    run "${name}_heads" ${SKIP_HEADS_TEST:+--validation-only} model.nbits=$bits train.seed=$seed $HEADS "$@"
     [ -e "/tmp/runs/${name}_heads/checkpoints" ] || return
     run "${name}_tuned" model.nbits=$bits train.seed=$seed "$@" $FINETUNE train.resume_from="$(best_of "${name}_heads")"
 }
@@ -79,6 +83,7 @@ if [ "$PLAN" = twostage ]; then
         IFS=: read -r bits seed only <<< "$spec"
         [ "${only:-base}" = base ] && ( two_stage "base${bits}_seed$seed" "$bits" "$seed" $BASE ) &
         [ "${only:-nsh}" = nsh ] && ( torchsort_built; two_stage "nsh${bits}_seed$seed" "$bits" "$seed" $NSH train.batch_size=128 ) &
+        [ "${only:-}" = swept ] && ( two_stage "swept${bits}_seed$seed" "$bits" "$seed" $SWEPT ) &
     done
 else
     ( run base64 model.nbits=64 $BASE; torchsort_built; run nsh16 model.nbits=16 $NSH ) &
