@@ -13,9 +13,10 @@
 # overrides (online views on the GPU, heads lr 1e-3, backbone 1e-4). Each BITS:SEED (default 64:0) is one code length
 # and train.seed, all of them run side by side; BITS:SEED:base or BITS:SEED:nsh runs only that method, to complete a
 # spec whose other run already finished. BITS:SEED:swept runs only the NT-Xent baseline in its searched form (tau 0.3,
-# feature dropout 0.45, lr 4e-3, batch 128: Ray Tune's on Lite2, the best of three on Fashion-MNIST's frozen heads,
-# session 21), whose fine-tuned runs on Fashion-MNIST gained on the tau-0.2 baseline's. On an H200 60 + 10 epochs at 64 bits took 400 s with torchsort's build
-# (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the build in /tmp and reuses it.
+# feature dropout 0.45, lr 4e-3, batch 128 like NSH's; BASE runs at the config's 256, half NSH's steps per epoch,
+# which on Fashion-MNIST was worth +0.01 fine-tuned: session 21). On an H200 60 + 10 epochs at 64 bits took 400 s
+# with torchsort's build (session 15): `bash bench/gpu_session.sh 10 530 twostage 64:0`. A warm machine keeps the
+# build in /tmp and reuses it.
 # The backbone is the EfficientNet-Lite whose weights the bundle holds (LITE=2 bash scripts/gpu_bundle.sh: Lite2, the
 # stronger frozen backbone on the CPU bench, session 17). EXTRA, if set, holds more overrides for every run.
 # SKIP_HEADS_TEST=1 stops each first stage after training (its test scores cost half a minute of encoding per run).
