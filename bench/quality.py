@@ -173,6 +173,13 @@ def slug(name: str) -> str:
     return full if len(full) <= 48 else full[:40] + "_" + hashlib.sha1(name.encode()).hexdigest()[:7]
 
 
+def run_overrides(shared: list[str], method: list[str] | None, forced: list[str], bits: int, seed: int) -> list[str]:
+    """One run's config overrides, later ones winning: the bench's shared ones (the command line's plain overrides
+    among them), the method's own settings, then --set's, which a control needs to change a setting that some
+    methods fix (a batch size) in every method alike."""
+    return shared + (method or []) + forced + [f"model.nbits={bits}", f"train.seed={seed}"]
+
+
 def sign_codes(x: np.ndarray) -> np.ndarray:
     return pack(np.where(x > 0, 1, -1))
 
@@ -265,12 +272,15 @@ def main():
     p.add_argument("--tag", help="name of this bench's results; default <config name>[_quick]")
     p.add_argument("--finetune", type=int, metavar="N", help="then fine-tune every trained method end to end for N "
                    "epochs from its best epoch (see FINETUNE); image datasets only")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="overrides that win over each trained method's own settings, for a control that changes one "
+                   "setting (e.g. train.batch_size) in every method alike; plain overrides yield to a method's own")
     p.add_argument("overrides", nargs="*", help="config overrides, key=value")
     a = p.parse_intermixed_args()
     methods = {n: METHODS[n] for n in pick(p, METHODS, a.methods, "--methods")}
     seeds = a.seeds or ([0] if a.quick else [0, 1, 2])
     bits = a.bits or ([32] if a.quick else [16, 32, 64])
-    base_cfg = load_config(a.config, a.overrides)
+    base_cfg = load_config(a.config, a.overrides + a.set)
     tag = a.tag or base_cfg.name + ("_quick" if a.quick else "")
     work = ROOT / "runs" / "quality" / tag
     shared = (QUICK if a.quick else []) + a.overrides + [
@@ -302,7 +312,7 @@ def main():
             for s in seeds:
                 t = time.time()
                 folder = work / f"{slug(name)}_b{b}_s{s}"
-                run = shared + (extra or []) + [f"model.nbits={b}", f"train.seed={s}"]
+                run = run_overrides(shared, extra, a.set, b, s)
                 run_cfg = load_config(a.config, run + [f"output_dir={folder}"])
                 if extra is None:
                     enc = fitted_encoder(name, feats["train"][0], b, s)

@@ -68,3 +68,15 @@ def test_finetune_adds_a_whole_model_row_per_trained_method_started_from_its_bes
     # and reports the training time the reused runs took, not the seconds it spent reusing them
     for method in (baseline, baseline + quality.FINETUNED):
         assert again[method]["train_seconds"] == rows[method]["train_seconds"] > 0
+
+
+def test_set_overrides_win_over_a_methods_own_setting_where_plain_overrides_yield():
+    from bench.quality import METHODS, run_overrides
+    from nsh.config import load_config
+
+    method = METHODS["NT-Xent on codes, tau 0.3, feature dropout 0.45, lr 4e-3, batch 128"]
+    config = str(REPO / "conf" / "fashion_mnist.yaml")
+    plain = load_config(config, run_overrides(["train.batch_size=64"], method, [], 16, 0))
+    forced = load_config(config, run_overrides([], method, ["train.batch_size=64"], 16, 0))
+    assert plain.train.batch_size == 128 and forced.train.batch_size == 64
+    assert forced.loss.tau == 0.3 and forced.model.nbits == 16  # --set changes only what it names
