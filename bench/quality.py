@@ -180,6 +180,11 @@ def run_overrides(shared: list[str], method: list[str] | None, forced: list[str]
     return shared + (method or []) + forced + [f"model.nbits={bits}", f"train.seed={seed}"]
 
 
+def labelled(name: str, forced: list[str]) -> str:
+    """A trained method's row name under --set: its own name, then what --set changed."""
+    return f"{name} [set {' '.join(forced)}]" if forced else name
+
+
 def sign_codes(x: np.ndarray) -> np.ndarray:
     return pack(np.where(x > 0, 1, -1))
 
@@ -273,8 +278,12 @@ def main():
     p.add_argument("--finetune", type=int, metavar="N", help="then fine-tune every trained method end to end for N "
                    "epochs from its best epoch (see FINETUNE); image datasets only")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="overrides that win over each trained method's own settings, for a control that changes one "
-                   "setting (e.g. train.batch_size) in every method alike; plain overrides yield to a method's own")
+                   help="overrides that win over each trained method's own settings and over the fine-tuning "
+                   "stage's (FINETUNE), for a control that changes one setting (e.g. train.batch_size) in every method "
+                   "alike; plain overrides yield to both. The rows' names say what --set changed")
+    p.add_argument("--finetune-set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="the same for the fine-tuning stage alone (e.g. train.backbone_lr, which a frozen backbone "
+                   "rejects)")
     p.add_argument("overrides", nargs="*", help="config overrides, key=value")
     a = p.parse_intermixed_args()
     methods = {n: METHODS[n] for n in pick(p, METHODS, a.methods, "--methods")}
@@ -289,6 +298,9 @@ def main():
     if a.epochs or a.quick:
         shared.append(f"train.epochs={a.epochs or 8}")
     cfg = load_config(a.config, shared)
+    if a.finetune_set and not a.finetune:
+        p.error("--finetune-set changes the fine-tuning stage; add --finetune N")
+    load_config(a.config, a.overrides + a.set + FINETUNE + a.finetune_set)  # a bad key fails now, not after stage 1
     if a.finetune and cfg.data.dataset == "features":
         p.error("--finetune trains the backbone, and precomputed features have none; drop --finetune")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -308,7 +320,9 @@ def main():
     client.log_metric(parent, "float_cosine_map", ceiling)
     log(f"float features (cosine): mAP@{k} {ceiling:.4f}")
     for b in bits:
-        for name, extra in methods.items():
+        for method_name, extra in methods.items():
+            # a row says what ran: a method's name promises its own settings, which --set may have changed
+            name = method_name if extra is None else labelled(method_name, a.set + a.finetune_set)
             for s in seeds:
                 t = time.time()
                 folder = work / f"{slug(name)}_b{b}_s{s}"
@@ -325,7 +339,7 @@ def main():
                 stages = [(name, run_cfg, (codes["query"], codes["database"]), labels, info, time.time() - t)]
                 if a.finetune and extra is not None:
                     t = time.time()
-                    ft_cfg = load_config(a.config, run + FINETUNE + [
+                    ft_cfg = load_config(a.config, run + FINETUNE + a.set + a.finetune_set + [
                         f"train.epochs={a.finetune}", f"output_dir={folder}_ft{a.finetune}",
                         f"train.resume_from={LocalSession(run_cfg.output_dir).best_checkpoint()}"])
                     ft, ft_info = finetune_and_encode(ft_cfg, log=lambda msg: log(f"{name}{FINETUNED}, {b} bits, "

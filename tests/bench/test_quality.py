@@ -70,13 +70,16 @@ def test_finetune_adds_a_whole_model_row_per_trained_method_started_from_its_bes
         assert again[method]["train_seconds"] == rows[method]["train_seconds"] > 0
 
 
-def test_set_overrides_win_over_a_methods_own_setting_where_plain_overrides_yield():
-    from bench.quality import METHODS, run_overrides
+def test_set_overrides_win_over_a_methods_own_setting_where_plain_overrides_yield_and_the_row_name_says_so():
+    from bench.quality import METHODS, labelled, run_overrides
     from nsh.config import load_config
 
-    method = METHODS["NT-Xent on codes, tau 0.3, feature dropout 0.45, lr 4e-3, batch 128"]
+    name = "NT-Xent on codes, tau 0.3, feature dropout 0.45, lr 4e-3, batch 128"
+    method = METHODS[name]
     config = str(REPO / "conf" / "fashion_mnist.yaml")
     plain = load_config(config, run_overrides(["train.batch_size=64"], method, [], 16, 0))
     forced = load_config(config, run_overrides([], method, ["train.batch_size=64"], 16, 0))
     assert plain.train.batch_size == 128 and forced.train.batch_size == 64
     assert forced.loss.tau == 0.3 and forced.model.nbits == 16  # --set changes only what it names
+    # and the row says so, since the method's name promises batch 128
+    assert labelled(name, []) == name and labelled(name, ["train.batch_size=64"]).endswith("[set train.batch_size=64]")
