@@ -181,7 +181,7 @@ def run_overrides(shared: list[str], method: list[str] | None, forced: list[str]
 
 
 def labelled(name: str, forced: list[str]) -> str:
-    """A trained method's row name under --set: its own name, then what --set changed."""
+    """A trained method's row name under --set or --finetune-set: its own name, then what they changed."""
     return f"{name} [set {' '.join(forced)}]" if forced else name
 
 
@@ -300,9 +300,10 @@ def main():
     cfg = load_config(a.config, shared)
     if a.finetune_set and not a.finetune:
         p.error("--finetune-set changes the fine-tuning stage; add --finetune N")
-    load_config(a.config, a.overrides + a.set + FINETUNE + a.finetune_set)  # a bad key fails now, not after stage 1
     if a.finetune and cfg.data.dataset == "features":
         p.error("--finetune trains the backbone, and precomputed features have none; drop --finetune")
+    if a.finetune:  # a bad --finetune-set key fails now, not after the first heads stage
+        load_config(a.config, shared + a.set + FINETUNE + a.finetune_set)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     wall = time.time()
 
