@@ -302,8 +302,10 @@ def main():
         p.error("--finetune-set changes the fine-tuning stage; add --finetune N")
     if a.finetune and cfg.data.dataset == "features":
         p.error("--finetune trains the backbone, and precomputed features have none; drop --finetune")
+    # the fine-tuning stage's overrides on top of a run's: the bench's, then what --set and --finetune-set force
+    stage2 = FINETUNE + a.set + a.finetune_set
     if a.finetune:  # a bad --finetune-set key fails now, not after the first heads stage
-        load_config(a.config, shared + a.set + FINETUNE + a.finetune_set)
+        load_config(a.config, shared + stage2)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     wall = time.time()
 
@@ -340,7 +342,7 @@ def main():
                 stages = [(name, run_cfg, (codes["query"], codes["database"]), labels, info, time.time() - t)]
                 if a.finetune and extra is not None:
                     t = time.time()
-                    ft_cfg = load_config(a.config, run + FINETUNE + a.set + a.finetune_set + [
+                    ft_cfg = load_config(a.config, run + stage2 + [
                         f"train.epochs={a.finetune}", f"output_dir={folder}_ft{a.finetune}",
                         f"train.resume_from={LocalSession(run_cfg.output_dir).best_checkpoint()}"])
                     ft, ft_info = finetune_and_encode(ft_cfg, log=lambda msg: log(f"{name}{FINETUNED}, {b} bits, "
