@@ -1,0 +1,88 @@
+"""Two methods' test mAP seed by seed, pooled over bench sections: the paired lead and whether it clears the spread.
+
+    python bench/paired.py --bits 16 32 --finetuned --a "NSH torchsort, own view + 2 mined" \
+        --b "NT-Xent on codes, tau 0.3" --sections fashion_mnist_64px_finetuned_16 fashion_mnist_64px_finetuned_swept_baseline \
+        fashion_mnist_64px_finetuned_seeds34
+
+More seeds of a comparison are run as a new section (`bench/quality.py --seeds 3 4 --tag ..._seeds34`), so that the
+first sections' records stay as they were written; this pools them. A method is named by the start of its row name,
+which must match one method per section. A seed scored twice must have scored the same (a rerun reuses the run).
+"Clears the spread" is the bar of issue 5: the mean lead above both methods' sample std over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.quality import FINETUNED, RESULTS  # noqa: E402
+
+
+def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS) -> dict[tuple[int, int], float]:
+    """(bits, seed) -> test mAP of the one method per section whose row name starts with prefix."""
+    got: dict[tuple[int, int], float] = {}
+    for tag in sections:
+        path = folder / f"{tag}.json"
+        if not path.is_file():
+            raise SystemExit(f"no section {tag}: {path} does not exist (bench/quality.py --tag {tag} writes it)")
+        rows = [r for r in json.loads(path.read_text())["rows"]
+                if r["method"].startswith(prefix) and r["method"].endswith(FINETUNED) == finetuned]
+        names = sorted({r["method"] for r in rows})
+        if len(names) > 1:
+            raise SystemExit(f"{prefix!r} matches {len(names)} methods in {tag}: {names}; give more of the name")
+        for r in rows:
+            key = (r["bits"], r["seed"])
+            if key in got and abs(got[key] - r["map"]) > 1e-9:
+                raise SystemExit(f"{prefix!r} at {key[0]} bits, seed {key[1]} scored {got[key]:.4f} and "
+                                 f"{r['map']:.4f} in different sections ({tag} the second): pool sections of one setting")
+            got[key] = r["map"]
+    return got
+
+
+def compare(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float], bits: int) -> dict:
+    """The paired comparison at one code length over the seeds both methods have (at least two)."""
+    seeds = sorted(s for (n, s) in a if n == bits and (n, s) in b)
+    if len(seeds) < 2:
+        raise SystemExit(f"{bits} bits: both methods scored on {len(seeds)} seed(s); a spread needs two")
+    xa, xb = [a[bits, s] for s in seeds], [b[bits, s] for s in seeds]
+    lead = [p - q for p, q in zip(xa, xb)]
+    spread = max(statistics.stdev(xa), statistics.stdev(xb))
+    return {"bits": bits, "seeds": seeds, "a": xa, "b": xb, "lead": lead,
+            "mean_a": statistics.mean(xa), "std_a": statistics.stdev(xa),
+            "mean_b": statistics.mean(xb), "std_b": statistics.stdev(xb),
+            "mean_lead": statistics.mean(lead), "std_lead": statistics.stdev(lead),
+            "clears_spread": statistics.mean(lead) > spread}
+
+
+def table(results: list[dict]) -> list[str]:
+    lines = ["| bits | seeds | a, per seed | b, per seed | lead, per seed | a | b | mean lead | clears the spread |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in results:
+        def per(xs, sign=""):
+            return " / ".join(f"{x:{sign}.3f}" for x in xs)
+        lines.append(f"| {c['bits']} | {', '.join(map(str, c['seeds']))} | {per(c['a'])} | {per(c['b'])} | "
+                     f"{per(c['lead'], '+')} | {c['mean_a']:.3f} ± {c['std_a']:.3f} | {c['mean_b']:.3f} ± {c['std_b']:.3f} | "
+                     f"{c['mean_lead']:+.3f} ± {c['std_lead']:.3f} | {'yes' if c['clears_spread'] else 'no'} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--a", required=True, help="the start of the first method's row name (the one expected to lead)")
+    p.add_argument("--b", required=True, help="the start of the second method's row name")
+    p.add_argument("--sections", nargs="+", required=True, help="tags of docs/results/<tag>.json to pool")
+    p.add_argument("--bits", nargs="+", type=int, required=True)
+    p.add_argument("--finetuned", action="store_true", help="the rows ending ', then fine-tuned' (else the others)")
+    args = p.parse_args(argv)
+    a, b = (scores(args.sections, name, args.finetuned) for name in (args.a, args.b))
+    results = [compare(a, b, n) for n in args.bits]
+    print(f"a: {args.a}\nb: {args.b}\n" + "\n".join(table(results)))
+    return results
+
+
+if __name__ == "__main__":
+    main()

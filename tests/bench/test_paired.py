@@ -1,0 +1,54 @@
+"""bench/paired.py: seeds pooled over sections are paired by seed, and the bar is the mean lead above both spreads."""
+import json
+
+import pytest
+
+from bench.paired import compare, scores
+from bench.quality import FINETUNED
+
+NSH, BASE = "NSH torchsort, own view", "NT-Xent on codes"
+
+
+def section(folder, tag, rows):
+    folder.mkdir(exist_ok=True)
+    (folder / f"{tag}.json").write_text(json.dumps({"rows": rows}))
+
+
+def row(method, bits, seed, value):
+    return {"method": method, "bits": bits, "seed": seed, "map": value}
+
+
+def test_seeds_from_two_sections_pair_up_and_a_lead_that_one_seed_reverses_does_not_clear_the_spread(tmp_path):
+    section(tmp_path, "first", [row(NSH + FINETUNED, 16, 0, 0.72), row(NSH, 16, 0, 0.10),  # the frozen row stays out
+                                row(BASE + FINETUNED, 16, 0, 0.70), row(NSH + FINETUNED, 16, 1, 0.71),
+                                row(BASE + FINETUNED, 16, 1, 0.70)])
+    section(tmp_path, "more_seeds", [row(NSH + FINETUNED, 16, 2, 0.69), row(BASE + FINETUNED, 16, 2, 0.70),
+                                     row(NSH + FINETUNED, 16, 3, 0.74)])  # no baseline for seed 3: not paired
+    a = scores(["first", "more_seeds"], NSH, finetuned=True, folder=tmp_path)
+    b = scores(["first", "more_seeds"], BASE, finetuned=True, folder=tmp_path)
+    c = compare(a, b, 16)
+    assert c["seeds"] == [0, 1, 2]
+    assert c["lead"] == pytest.approx([0.02, 0.01, -0.01])
+    assert c["mean_lead"] == pytest.approx(0.02 / 3)
+    assert c["std_a"] == pytest.approx(0.015275, abs=1e-6) and c["std_b"] == pytest.approx(0.0)
+    assert not c["clears_spread"]  # +0.0067 against NSH's own spread of 0.0153
+
+    section(tmp_path, "steady", [row(NSH, 32, s, 0.75 + 0.001 * s) for s in range(3)]
+            + [row(BASE, 32, s, 0.74 - 0.001 * s) for s in range(3)])
+    c = compare(scores(["steady"], NSH, False, tmp_path), scores(["steady"], BASE, False, tmp_path), 32)
+    assert c["mean_lead"] == pytest.approx(0.012) and c["clears_spread"]  # +0.012 against spreads of 0.001
+
+
+def test_a_name_start_that_matches_two_methods_in_one_section_is_refused_and_the_matches_are_named(tmp_path):
+    section(tmp_path, "two_forms", [row(NSH + " + 2 mined", 16, 0, 0.7), row(NSH + " + 3 mined", 16, 0, 0.7)])
+    with pytest.raises(SystemExit, match=r"matches 2 methods in two_forms.*\+ 2 mined.*\+ 3 mined"):
+        scores(["two_forms"], NSH, False, tmp_path)
+
+
+def test_a_seed_that_scored_differently_in_two_sections_is_refused_rather_than_one_score_kept(tmp_path):
+    section(tmp_path, "one", [row(NSH, 16, 0, 0.70)])
+    section(tmp_path, "other", [row(NSH, 16, 0, 0.71)])
+    with pytest.raises(SystemExit, match="seed 0 scored 0.7000 and 0.7100"):
+        scores(["one", "other"], NSH, False, tmp_path)
+    with pytest.raises(SystemExit, match="no section missing"):
+        scores(["missing"], NSH, False, tmp_path)
