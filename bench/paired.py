@@ -50,22 +50,22 @@ def compare(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float], bi
         raise SystemExit(f"{bits} bits: both methods scored on {len(seeds)} seed(s); a spread needs two")
     xa, xb = [a[bits, s] for s in seeds], [b[bits, s] for s in seeds]
     lead = [p - q for p, q in zip(xa, xb)]
-    spread = max(statistics.stdev(xa), statistics.stdev(xb))
+    std_a, std_b, mean_lead = statistics.stdev(xa), statistics.stdev(xb), statistics.mean(lead)
     return {"bits": bits, "seeds": seeds, "a": xa, "b": xb, "lead": lead,
-            "mean_a": statistics.mean(xa), "std_a": statistics.stdev(xa),
-            "mean_b": statistics.mean(xb), "std_b": statistics.stdev(xb),
-            "mean_lead": statistics.mean(lead), "std_lead": statistics.stdev(lead),
-            "clears_spread": statistics.mean(lead) > spread}
+            "mean_a": statistics.mean(xa), "std_a": std_a, "mean_b": statistics.mean(xb), "std_b": std_b,
+            "mean_lead": mean_lead, "std_lead": statistics.stdev(lead), "clears_spread": mean_lead > max(std_a, std_b)}
+
+
+def _per_seed(xs: list[float], sign: str = "") -> str:
+    return " / ".join(f"{x:{sign}.3f}" for x in xs)
 
 
 def table(results: list[dict]) -> list[str]:
     lines = ["| bits | seeds | a, per seed | b, per seed | lead, per seed | a | b | mean lead | clears the spread |",
              "|---|---|---|---|---|---|---|---|---|"]
     for c in results:
-        def per(xs, sign=""):
-            return " / ".join(f"{x:{sign}.3f}" for x in xs)
-        lines.append(f"| {c['bits']} | {', '.join(map(str, c['seeds']))} | {per(c['a'])} | {per(c['b'])} | "
-                     f"{per(c['lead'], '+')} | {c['mean_a']:.3f} ± {c['std_a']:.3f} | {c['mean_b']:.3f} ± {c['std_b']:.3f} | "
+        lines.append(f"| {c['bits']} | {', '.join(map(str, c['seeds']))} | {_per_seed(c['a'])} | {_per_seed(c['b'])} | "
+                     f"{_per_seed(c['lead'], '+')} | {c['mean_a']:.3f} ± {c['std_a']:.3f} | {c['mean_b']:.3f} ± {c['std_b']:.3f} | "
                      f"{c['mean_lead']:+.3f} ± {c['std_lead']:.3f} | {'yes' if c['clears_spread'] else 'no'} |")
     return lines
 
