@@ -180,8 +180,9 @@ def register(client: MlflowClient, model_uri: str, name: str, run_id: str, val_m
     without the alias, and `why` says to give each task its own `mlflow.registered_model`.
     """
     task = _task(cfg)
+    # full precision: a 6-decimal tag made a rerun with the very same score look better than its rounded self
     version = mlflow.register_model(model_uri, name, tags={
-        "val_map": f"{val_map:.6f}", **task, "backbone": cfg.model.backbone,
+        "val_map": repr(float(val_map)), **task, "backbone": cfg.model.backbone,
         "sorter": cfg.loss.sorter if cfg.loss.name == "sorted_nce" else cfg.loss.name, "run_id": run_id})
     v = int(version.version)
     try:
