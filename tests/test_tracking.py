@@ -23,12 +23,11 @@ def store(tmp_path, monkeypatch):
 def test_champion_alias_moves_only_to_a_better_validation_map_not_an_equal_one(store, trained_tiny):
     cfg, client = store
     _, ckpt = trained_tiny
-    versions = []
+    # the rule reads only the versions' tags, so one logged model (logging takes seconds) is registered per trial run
+    uri = tracking.log_model(tracking.start_run(cfg), ckpt / "checkpoint.pt", cfg, np.zeros((2, 32, 32, 3), np.uint8))
     # the last one ties the champion at a precision beyond 6 decimals: a rerun of the same sweep
-    for val_map in (0.30, 0.25, 0.4434700851407051, 0.4434700851407051):
-        run_id = tracking.start_run(cfg)
-        uri = tracking.log_model(run_id, ckpt / "checkpoint.pt", cfg, np.zeros((2, 32, 32, 3), np.uint8))
-        versions.append(tracking.register(client, uri, "nsh_test", run_id, val_map, cfg))
+    versions = [tracking.register(client, uri, "nsh_test", tracking.start_run(cfg), val_map, cfg)
+                for val_map in (0.30, 0.25, 0.4434700851407051, 0.4434700851407051)]
     assert [(r.version, r.promoted) for r in versions] == [(1, True), (2, False), (3, True), (4, False)]
     assert "0.3000 is not below this model's 0.2500" in versions[1].why
     champion = client.get_model_version_by_alias("nsh_test", "champion")
@@ -39,15 +38,12 @@ def test_champion_alias_moves_only_to_a_better_validation_map_not_an_equal_one(s
 def test_champion_is_never_displaced_by_a_model_of_another_task(store, trained_tiny, task):
     cfg, client = store
     _, ckpt = trained_tiny
-    images = np.zeros((2, 32, 32, 3), np.uint8)
     first = tracking.start_run(cfg)
-    tracking.register(client, tracking.log_model(first, ckpt / "checkpoint.pt", cfg, images), "nsh_task", first, 0.3,
-                      cfg)
-    # only the tags differ: what register compares is the task its config names, not the weights
+    uri = tracking.log_model(first, ckpt / "checkpoint.pt", cfg, np.zeros((2, 32, 32, 3), np.uint8))
+    tracking.register(client, uri, "nsh_task", first, 0.3, cfg)
+    # the same model again, only the tags differ: what register compares is the task its config names, not the weights
     other = load_config(REPO / "conf" / "test_tiny.yaml", [f"mlflow.tracking_uri={cfg.mlflow.tracking_uri}", *task])
-    run_id = tracking.start_run(other)
-    reg = tracking.register(client, tracking.log_model(run_id, ckpt / "checkpoint.pt", cfg, images), "nsh_task",
-                            run_id, 0.9, other)
+    reg = tracking.register(client, uri, "nsh_task", tracking.start_run(other), 0.9, other)
     assert (reg.version, reg.promoted) == (2, False)
     assert "cifar10 at 16 bits" in reg.why and "mlflow.registered_model" in reg.why
     assert int(client.get_model_version_by_alias("nsh_task", "champion").version) == 1
