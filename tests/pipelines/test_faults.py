@@ -1,6 +1,7 @@
 """Faults injected for real (a process killed by its PID) into the Ray pipelines: nothing lost, nothing twice."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,10 +45,6 @@ def train_args(root, cifar_root, ray_head):
 
 
 def test_killed_ray_train_worker_resumes_from_its_checkpoint_into_the_same_mlflow_run(ray_head, tmp_path, cifar_root):
-    from pipelines import train
-
-    reference = train.main(train_args(tmp_path / "reference", cifar_root, ray_head))
-
     root = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(REPO / "pipelines" / "train.py"),
                              *train_args(root, cifar_root, ray_head)],
@@ -72,8 +69,13 @@ def test_killed_ray_train_worker_resumes_from_its_checkpoint_into_the_same_mlflo
     for name in ("val_map", "loss"):
         assert sorted(m.step for m in client.get_metric_history(run_id, name)) == list(range(6)), name
     assert [h["epoch"] for h in summary["history"]] == list(range(6))
-    assert abs(summary["best_val_map"] - reference["best_val_map"]) <= 0.02, (summary["best_val_map"],
-                                                                                reference["best_val_map"])
+    # The weights came back too, not only the epoch counter. Uninterrupted, the loss falls from 2.79 to 2.13 by
+    # epoch 2; fresh weights under the restored optimiser train their first epoch at 3.10 (measured with the
+    # model's restore taken out); resumed weights stay near the loss they had reached.
+    losses = [h["loss"] for h in summary["history"]]
+    e = int(re.search(r"resuming from .* at epoch (\d+)", out).group(1))  # the kill can beat the last checkpoint
+    assert 1 <= e <= epochs_before_kill
+    assert losses[e] < (losses[0] + losses[e - 1]) / 2, losses
 
 
 @pytest.fixture
