@@ -80,6 +80,9 @@ class LossConfig(Section):
     own_positive: bool = Field(False, description="always count the anchor's other view as a positive")
     mined_weight: float = Field(1.0, gt=0, description="with own_positive: weight of each mined positive against "
                                 "the own view's 1 in the mean over positives")
+    mined_warmup: int = Field(0, ge=0, description="with own_positive: epochs over which the mined positives' "
+                              "weight grows linearly from 0 to loss.mined_weight, since the first epochs sort by an "
+                              "untrained hash head's codes")
     symmetric: bool = False
     code_weight: float = Field(0.0, ge=0, description="weight of an added NT-Xent term on the codes")
     code_tau: float = Field(0.3, gt=0)
@@ -163,9 +166,10 @@ class Config(Section):
         if loss.name == "sorted_nce" and loss.own_positive and loss.m == 1 and loss.code_weight == 0:
             raise ValueError("loss.own_positive with loss.m=1 leaves nothing to sort, so the hash head gets no "
                              "gradient: set loss.m >= 2 or loss.code_weight > 0")
-        if loss.name == "sorted_nce" and loss.mined_weight != 1 and not (loss.own_positive and loss.m > 1):
-            raise ValueError("loss.mined_weight weighs mined positives against the own view: it needs "
-                             "loss.own_positive=true and loss.m >= 2")
+        if loss.name == "sorted_nce" and (loss.mined_weight != 1 or loss.mined_warmup) and not (
+                loss.own_positive and loss.m > 1):
+            raise ValueError("loss.mined_weight and loss.mined_warmup weigh mined positives against the own view: "
+                             "they need loss.own_positive=true and loss.m >= 2")
         if loss.global_batch and loss.sorter != "torchsort":
             raise ValueError("loss.global_batch needs loss.sorter=torchsort (softsort memory grows as n^3)")
         if self.model.bn_stats == "batch" and self.model.freeze_backbone:

@@ -50,12 +50,13 @@ def sorted_nce(
     among the other candidates; without it (the paper's form) the own view is just one more candidate.
     mined_weight weighs each mined positive against the own view in the mean over positives: a mined
     neighbour is of another class in a third to a half of cases (bench/mining.py), the own view never, so
-    its pull can be lowered without giving up the sort.
+    its pull can be lowered without giving up the sort. At 0 the mined neighbours are neither pulled nor pushed
+    away (the start of a warm-up, see mined_weight_at).
     """
     if tau <= 0:
         raise ValueError(f"SortedNCE temperature tau must be > 0, got {tau}")
-    if mined_weight <= 0:
-        raise ValueError(f"SortedNCE mined_weight must be > 0, got {mined_weight}")
+    if mined_weight < 0:
+        raise ValueError(f"SortedNCE mined_weight must be >= 0, got {mined_weight}")
     dist = hamming_distance(codes_anchor, codes_cand)
     if not own_positive:
         return nce_over_slots(sorter.arrange(dist, z_anchor, z_cand, m), tau)
@@ -78,6 +79,14 @@ def sorted_nce(
         neg=torch.cat([zero, mined.neg], 1),
     )
     return nce_over_slots(slots, tau)
+
+
+def mined_weight_at(epoch: int, weight: float, warmup: int) -> float:
+    """The mined positives' weight in epoch `epoch` (from 0) of a linear warm-up: 0, weight / warmup, ... weight.
+
+    A function of the epoch alone, so that a resumed run weighs its epochs as the uninterrupted run did.
+    """
+    return weight if epoch >= warmup else weight * epoch / warmup
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = 0.3) -> torch.Tensor:

@@ -23,7 +23,7 @@ from nsh.config import Config, from_dict
 from nsh.data import (BadItemError, CachedViews, Corpus, DeviceAugment, ItemDataset, TwoViews, build_corpus,
                       collate_skip_bad, eval_load, load_or_make_split, report_bad, train_load)
 from nsh.features import backbone_features
-from nsh.losses import CodeNTXent, SortedNCE
+from nsh.losses import CodeNTXent, SortedNCE, mined_weight_at
 from nsh.metrics import map_at_k
 from nsh.models import Hasher
 from nsh.sorters import build_sorter
@@ -357,6 +357,8 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
             sampler.set_epoch(epoch)
         if isinstance(dataset, CachedViews):
             dataset.set_epoch(epoch)
+        if isinstance(loss_fn, SortedNCE):
+            loss_fn.mined_weight = mined_weight_at(epoch, cfg.loss.mined_weight, cfg.loss.mined_warmup)
         model.train()
         t0, losses, seen = time.time(), [], 0
         for step, batch in enumerate(loader):

@@ -58,11 +58,13 @@ def test_relative_paths_become_absolute_at_load_so_ray_workers_elsewhere_see_the
     assert cfg.encode.model == "models:/nsh@champion"  # URIs are left alone
 
 
-def test_mined_weight_without_mined_positives_is_refused_with_the_fix():
+def test_mined_weight_or_warmup_without_mined_positives_is_refused_with_the_fix():
     assert load_config(REPO / "conf" / "cifar10_quick.yaml", ["loss.mined_weight=0.5"]).loss.mined_weight == 0.5
-    for nothing_mined in (["loss.m=1"], ["loss.own_positive=false"]):
-        with pytest.raises(ConfigError, match="loss.mined_weight weighs mined positives against the own view"):
-            load_config(REPO / "conf" / "cifar10_quick.yaml", ["loss.mined_weight=0.5", *nothing_mined])
+    for setting in ("loss.mined_weight=0.5", "loss.mined_warmup=10"):
+        for nothing_mined in (["loss.m=1"], ["loss.own_positive=false"]):
+            with pytest.raises(ConfigError, match="loss.mined_weight and loss.mined_warmup weigh mined positives "
+                               "against the own view: they need loss.own_positive=true and loss.m >= 2"):
+                load_config(REPO / "conf" / "cifar10_quick.yaml", [setting, *nothing_mined])
 
 
 def test_feature_dropout_on_images_augmented_online_is_refused_with_the_fix():

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nsh.losses import CodeNTXent, SortedNCE, hamming_distance, nce_over_slots, nt_xent, sorted_nce
+from nsh.losses import (CodeNTXent, SortedNCE, hamming_distance, mined_weight_at, nce_over_slots, nt_xent,
+                        sorted_nce)
 from nsh.models import Hasher
 from nsh.sorters import SoftSort, TorchSort
 
@@ -105,13 +106,19 @@ def test_mined_weight_weighs_each_mined_positive_against_the_own_view_by_hand():
         return -math.log(math.exp(c[p] / tau) / (math.exp(c[p] / tau) + sum(math.exp(c[k] / tau) for k in negs)))
 
     # distances 3, 5, 7, 4: of the others (1, 2, 3) the nearest is candidate 3 (distance 4); 1 and 2 are negatives
-    for w in (1.0, 0.5, 0.25):
+    # weight 0 (a warm-up's first epoch): the mined neighbour is neither a positive nor a negative
+    for w in (1.0, 0.5, 0.25, 0.0):
         expected = (term(0, [1, 2]) + w * term(3, [1, 2])) / (1 + w)
         got = sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, tau=tau, own_positive=True,
                          mined_weight=w).item()
         assert got == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(ValueError, match="mined_weight must be > 0"):
-        sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, own_positive=True, mined_weight=0)
+    with pytest.raises(ValueError, match="mined_weight must be >= 0"):
+        sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, own_positive=True, mined_weight=-0.5)
+
+
+def test_mined_weight_warms_up_linearly_from_zero_by_hand():
+    assert [mined_weight_at(e, 0.5, 4) for e in range(6)] == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
+    assert mined_weight_at(0, 0.5, 0) == 0.5  # no warm-up: the full weight from the first epoch
 
 
 def test_nt_xent_matches_simclr_definition():

@@ -61,6 +61,17 @@ def test_every_loss_setting_reaches_the_loss(tmp_path):
             loss.code_tau, loss.tau) == ("torchsort", 0.2, 3, True, 0.25, 0.7, 0.15, 0.45)
 
 
+def test_mined_warmup_leaves_mined_positives_out_of_the_first_epoch_then_lets_them_in(tmp_path):
+    def losses(name, *overrides):
+        cfg = tiny(tmp_path / name, "loss.sorter=torchsort", "loss.own_positive=true", "loss.m=3", *overrides)
+        return [h["loss"] for h in fit(cfg, log=lambda *_: None).history]
+
+    light, full = losses("a", "loss.mined_weight=0.25", "loss.mined_warmup=2"), losses("b", "loss.mined_warmup=2")
+    assert light[0] == full[0]  # weight 0 in epoch 0, whatever the weight warmed up to
+    assert light[1] != full[1]  # weight 0.125 against 0.5 in epoch 1
+    assert losses("c", "loss.mined_weight=0.25")[0] != full[0]  # without a warm-up the weight acts at once
+
+
 class CrashAfter(LocalSession):
     """A real LocalSession that dies (raises) right after it has stored the checkpoint of epoch `n`."""
 
