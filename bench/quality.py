@@ -4,6 +4,7 @@
     python bench/quality.py --config conf/cifar10_quick.yaml --quick    # 1 seed, 32 bits, small database
     python bench/quality.py --config conf/cifar10_quick.yaml --tag cifar10_160px data.image_size=160 --methods ITQ NSH
     python bench/quality.py --config conf/fashion_mnist.yaml --tag fashion_mnist_64px_finetuned --finetune 8 ...
+    python bench/quality.py ... --tag fashion_mnist_160px --bits 16 --methods 'NSH ...' --add  # into that section
 
 Every method sees the same frozen-backbone features of the same NSH.md §3 split: the plain view of the
 training, query and database images, plus the config's cached augmented views for the trained methods.
@@ -18,7 +19,9 @@ training, query and database images, plus the config's cached augmented views fo
 
 Each trained run lives in runs/quality/<tag>/<method>_b<bits>_s<seed> and resumes (or is reused) when the
 bench is run again. Results: docs/results/<tag>.json and P-R plots, docs/results.md (rendered from every
-json there), and one MLflow parent run per bench with a child run per (method, bits, seed).
+json there), and one MLflow parent run per bench with a child run per (method, bits, seed). A call replaces its
+section, unless --add: then its rows join the section's others (a call trains every method it names at every
+length it names, so forms meant for one length each go in one call per length).
 """
 from __future__ import annotations
 
@@ -132,10 +135,19 @@ METHODS: dict[str, list[str] | None] = {
     # without; docs/variants_fashion_mnist_160px_16_warmup_seed*.json, session 28)
     "NSH torchsort, own view + 2 mined at weight 0.25 warmed up over 10 epochs + code NT-Xent 1.0 at code tau 0.2, "
     "SortedNCE tau 0.5, steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [
-        *TUNED, "loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2", "loss.mined_weight=0.25", "loss.mined_warmup=10"],
+        *TUNED, "loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2", "loss.mined_weight=0.25",
+        "loss.mined_warmup=10"],
     "NSH torchsort, own view + 2 mined at weight 0.25 warmed up over 20 epochs + code NT-Xent 1.0 at code tau 0.2, "
     "SortedNCE tau 0.5, steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [
-        *TUNED, "loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2", "loss.mined_weight=0.25", "loss.mined_warmup=20"],
+        *TUNED, "loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2", "loss.mined_weight=0.25",
+        "loss.mined_warmup=20"],
+    # and the m = 4 form that validation picks at 32 and 64 bits, warmed up the same ways
+    "NSH torchsort, own view + 3 mined warmed up over 10 epochs + code NT-Xent 1.0 at code tau 0.2, SortedNCE tau 0.5, "
+    "steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=4", "loss.steepness=0.05",
+                                                              "loss.code_tau=0.2", "loss.mined_warmup=10"],
+    "NSH torchsort, own view + 3 mined warmed up over 20 epochs + code NT-Xent 1.0 at code tau 0.2, SortedNCE tau 0.5, "
+    "steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=4", "loss.steepness=0.05",
+                                                              "loss.code_tau=0.2", "loss.mined_warmup=20"],
     # a third mined positive, weighed down: m = 4 was the best at 64 bits on validation before mined_weight existed.
     # Fashion-MNIST 64 px, 64 bits, frozen heads, validation seeds 0 / 1 (section fashion_mnist_64px_screen64, session
     # 16): weight 0.25 0.767 / 0.764, 0.5 0.763 / 0.764, 1 0.766 / 0.765; m = 3 at 0.25 0.765 / 0.764 (session 14)
@@ -293,6 +305,9 @@ def main():
     p.add_argument("--finetune-set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="the same for the fine-tuning stage alone (e.g. train.backbone_lr, which a frozen backbone "
                    "rejects)")
+    p.add_argument("--add", action="store_true", help="add this call's rows to the section (--tag) instead of "
+                   "replacing it: a method, length and seed run again replaces its row, the section's other rows "
+                   "stay, so forms run at one length each can share a section")
     p.add_argument("overrides", nargs="*", help="config overrides, key=value")
     a = p.parse_intermixed_args()
     methods = {n: METHODS[n] for n in pick(p, METHODS, a.methods, "--methods")}
@@ -326,7 +341,7 @@ def main():
     parent = tracking.start_run(cfg, run_name=f"quality:{tag}", tags={"bench": "quality"})
     client = tracking.MlflowClient(tracking.tracking_uri(cfg.mlflow.tracking_uri))
 
-    rows, curves = [], {}
+    rows = []
     ceiling = cosine_map_at_k(feats["query"][0], feats["database"][0], feats["query"][1], feats["database"][1], k)
     rows.append({"method": "float features (cosine)", "bits": None, "seed": None, "map": ceiling})
     client.log_metric(parent, "float_cosine_map", ceiling)
@@ -364,9 +379,9 @@ def main():
                     row = {"method": method, "bits": b, "seed": s, "map": m.map_at_k,
                            "map_tie_aware": m.tie_aware_map_at_k, "precision_h2": m.precision_at_radius2, **info,
                            "seconds": spent + time.time() - t}
+                    if s == seeds[0]:  # in the row, so that an --add call redraws the section's other curves
+                        row["pr"] = {"precision": json_floats(m.pr_precision), "recall": json_floats(m.pr_recall)}
                     rows.append(row)
-                    if s == seeds[0]:
-                        curves.setdefault(b, {})[method] = (m.pr_precision, m.pr_recall)
                     child = tracking.start_run(stage_cfg, run_name=f"{method} / {b} bits / seed {s}",
                                                parent_run_id=parent, tags={"bench": "quality", "method": method})
                     for key, v in row.items():
@@ -378,9 +393,6 @@ def main():
                         f"{m.tie_aware_map_at_k:.4f}, P@H<=2 {m.precision_at_radius2:.4f}{val}) {row['seconds']:.0f} s")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    pictures = []
-    for b, c in curves.items():
-        pictures.append(plots.pr_curve(c, RESULTS / f"{tag}_pr_{b}bits.png", f"{tag}: P-R by Hamming radius, {b} bits"))
     record = {
         "tag": tag, "config": a.config,
         "command": "python bench/quality.py " + shlex.join(with_whole_names(sys.argv[1:], "--methods", list(methods))),
@@ -394,15 +406,58 @@ def main():
                    f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
         "wall_seconds": time.time() - wall, "trained_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
         "mlflow_run_id": parent, "rows": rows,
-        "plots": [p.name for p in pictures],
     }
     out = RESULTS / f"{tag}.json"
+    if a.add and out.is_file():
+        try:
+            record = merged(json.loads(out.read_text()), record)
+        except ValueError as err:
+            p.error(str(err))
+    pictures = [plots.pr_curve(c, RESULTS / f"{tag}_pr_{b}bits.png", f"{tag}: P-R by Hamming radius, {b} bits")
+                for b, c in pr_curves(record["rows"]).items()]
+    record["plots"] = [p.name for p in pictures]
     out.write_text(json.dumps(record, indent=2))
     render_summary()
     for f in [out, ROOT / "docs" / "results.md", *pictures]:
         client.log_artifact(parent, str(f))
     client.set_terminated(parent)
     log(f"wrote {out} and docs/results.md ({record['wall_seconds'] / 60:.1f} min)")
+
+
+def json_floats(values) -> list[float | None]:
+    """A float array as JSON numbers, NaN (precision at a radius that retrieves nothing) as null."""
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+def pr_curves(rows: list[dict]) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """bits -> method -> (precision, recall) by Hamming radius, from each method's lowest seed that stored one."""
+    out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for r in sorted((r for r in rows if "pr" in r), key=lambda r: (r["bits"], r["seed"])):
+        curve = tuple(np.array(r["pr"][k], dtype=float) for k in ("precision", "recall"))
+        out.setdefault(r["bits"], {}).setdefault(r["method"], curve)
+    return out
+
+
+# what a section's numbers mean: rows that differ in any of these do not belong in one table
+SECTION_DEFINING = ("config", "backbone", "protocol", "val_k", "epochs")
+
+
+def merged(old: dict, new: dict) -> dict:
+    """The section `new` with the rows of `old` whose method, length and seed `new` did not run (--add)."""
+    for key in SECTION_DEFINING:
+        if old.get(key) != new[key]:
+            raise ValueError(f"--add: section {new['tag']} holds runs with another {key} ({old.get(key)!r}; this "
+                             f"call: {new[key]!r}), whose scores would not compare; use another --tag, or drop --add "
+                             "to replace the section")
+    ran = {(r["method"], r["bits"], r["seed"]) for r in new["rows"]}
+    kept = [r for r in old["rows"] if (r["method"], r["bits"], r["seed"]) not in ran]
+    ceiling = [r for r in new["rows"] if r["bits"] is None]
+    rows = ceiling + kept + [r for r in new["rows"] if r["bits"] is not None]
+    return {**new, "command": old["command"] + "; then " + new["command"],
+            "bits": sorted(set(old["bits"]) | set(new["bits"])), "seeds": sorted(set(old["seeds"]) | set(new["seeds"])),
+            "wall_seconds": old["wall_seconds"] + new["wall_seconds"],
+            "trained_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
+            "mlflow_run_id": f"{old['mlflow_run_id']}, {new['mlflow_run_id']}", "rows": rows}
 
 
 def summarize(rows: list[dict]) -> list[dict]:

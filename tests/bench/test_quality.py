@@ -1,6 +1,9 @@
 """The quality bench: a trained method's view-caching progress shows, its epoch lines do not; the forms chosen on
-validation are chosen by validation alone; --finetune adds a fine-tuned row per trained method."""
+validation are chosen by validation alone; --finetune adds a fine-tuned row per trained method; --add joins a
+section."""
 from pathlib import Path
+
+import pytest
 
 from bench.quality import feature_progress, summarize, validation_choice
 
@@ -33,7 +36,8 @@ def test_validation_choice_picks_per_length_the_form_with_the_best_mean_validati
     assert choice[32] == {"NSH": next(a for a in summarize(rows) if a["method"] == "NSH b" and a["bits"] == 32)}
 
 
-def test_finetune_adds_a_whole_model_row_per_trained_method_started_from_its_best_frozen_epoch(tmp_path, monkeypatch):
+def test_finetune_adds_a_whole_model_row_per_method_from_its_best_frozen_epoch_and_add_keeps_the_section(
+        tmp_path, monkeypatch):
     import json
     import sys
 
@@ -68,6 +72,33 @@ def test_finetune_adds_a_whole_model_row_per_trained_method_started_from_its_bes
     # and reports the training time the reused runs took, not the seconds it spent reusing them
     for method in (baseline, baseline + quality.FINETUNED):
         assert again[method]["train_seconds"] == rows[method]["train_seconds"] > 0
+
+    # --add: a method at another length joins the section; the rows and P-R curves already there stay
+    monkeypatch.setattr(sys, "argv", argv[:argv.index("--bits")] + ["--bits", "32", "--add"] + argv[
+        argv.index("--bits") + 2: argv.index("--methods")] + ["--methods", "PCA + sign"])
+    quality.main()
+    added = json.loads((tmp_path / "docs" / "results" / "tiny_ft.json").read_text())
+    assert {(r["method"], r["bits"]) for r in added["rows"]} == {(m, 16) for m in list(rows)[1:]} | {
+        ("float features (cosine)", None), ("PCA + sign", 32)}
+    assert added["bits"] == [16, 32] and added["command"].count("; then ") == 1
+    assert added["plots"] == ["tiny_ft_pr_16bits.png", "tiny_ft_pr_32bits.png"]
+    assert set(quality.pr_curves(added["rows"])[16]) == set(list(rows)[1:])  # the 16-bit plot still has every curve
+    assert "| PCA + sign |  | " in (tmp_path / "docs" / "results.md").read_text()
+
+
+def test_add_refuses_a_section_whose_runs_mean_something_else_and_names_the_difference():
+    from bench.quality import merged
+
+    old = {"tag": "t", "config": "c.yaml", "backbone": "lite0 at 160 px", "protocol": {"k": 1000}, "val_k": 78,
+           "epochs": 60, "bits": [16], "seeds": [0], "command": "a", "wall_seconds": 1.0, "mlflow_run_id": "x",
+           "rows": [{"method": "NSH", "bits": 16, "seed": 0, "map": 0.7}]}
+    new = {**old, "epochs": 20, "command": "b", "rows": [{"method": "NSH", "bits": 32, "seed": 0, "map": 0.8}]}
+    with pytest.raises(ValueError, match=r"another epochs \(60; this call: 20\).*use another --tag"):
+        merged(old, new)
+    both = merged(old, {**new, "epochs": 60})
+    assert [(r["bits"], r["map"]) for r in both["rows"]] == [(16, 0.7), (32, 0.8)] and both["command"] == "a; then b"
+    rerun = merged(old, {**old, "command": "b", "rows": [{"method": "NSH", "bits": 16, "seed": 0, "map": 0.71}]})
+    assert [r["map"] for r in rerun["rows"]] == [0.71]  # a run again replaces its row, never doubles it
 
 
 def test_set_overrides_win_over_a_methods_own_setting_where_plain_overrides_yield_and_the_row_name_says_so():
