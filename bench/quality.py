@@ -430,7 +430,8 @@ def json_floats(values) -> list[float | None]:
 
 
 def pr_curves(rows: list[dict]) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """bits -> method -> (precision, recall) by Hamming radius, from each method's lowest seed that stored one."""
+    """bits -> method -> (precision, recall) by Hamming radius, from each method's lowest seed that stored one (rows
+    written before session 28 stored none: an --add to such a section draws the rows it ran, and those rerun)."""
     out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for r in sorted((r for r in rows if "pr" in r), key=lambda r: (r["bits"], r["seed"])):
         curve = tuple(np.array(r["pr"][k], dtype=float) for k in ("precision", "recall"))
