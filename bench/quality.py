@@ -130,24 +130,16 @@ METHODS: dict[str, list[str] | None] = {
     "NSH torchsort, own view + 2 mined at weight 0.25 + code NT-Xent 1.0 at code tau 0.2, SortedNCE tau 0.5, "
     "steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=3", "loss.steepness=0.05",
                                                                "loss.code_tau=0.2", "loss.mined_weight=0.25"],
-    # the weight-0.25 form with its mined positives warmed up from weight 0 (loss.mined_warmup; Fashion-MNIST 160 px,
-    # 16 bits, validation seeds 0 / 1: 0.740 / 0.747 over 10 epochs, 0.747 / 0.740 over 20, against 0.739 / 0.743
-    # without; docs/variants_fashion_mnist_160px_16_warmup_seed*.json, session 28)
-    "NSH torchsort, own view + 2 mined at weight 0.25 warmed up over 10 epochs + code NT-Xent 1.0 at code tau 0.2, "
-    "SortedNCE tau 0.5, steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [
-        *TUNED, "loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2", "loss.mined_weight=0.25",
-        "loss.mined_warmup=10"],
-    "NSH torchsort, own view + 2 mined at weight 0.25 warmed up over 20 epochs + code NT-Xent 1.0 at code tau 0.2, "
-    "SortedNCE tau 0.5, steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [
-        *TUNED, "loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2", "loss.mined_weight=0.25",
-        "loss.mined_warmup=20"],
-    # and the m = 4 form that validation picks at 32 and 64 bits, warmed up the same ways
-    "NSH torchsort, own view + 3 mined warmed up over 10 epochs + code NT-Xent 1.0 at code tau 0.2, SortedNCE tau 0.5, "
-    "steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=4", "loss.steepness=0.05",
-                                                              "loss.code_tau=0.2", "loss.mined_warmup=10"],
-    "NSH torchsort, own view + 3 mined warmed up over 20 epochs + code NT-Xent 1.0 at code tau 0.2, SortedNCE tau 0.5, "
-    "steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=4", "loss.steepness=0.05",
-                                                              "loss.code_tau=0.2", "loss.mined_warmup=20"],
+    # the weight-0.25 form (16 bits) and the m = 4 form (32 and 64 bits) with their mined positives warmed up from
+    # weight 0 (loss.mined_warmup; Fashion-MNIST 160 px, 16 bits, validation seeds 0 / 1: 0.740 / 0.747 over 10 epochs,
+    # 0.747 / 0.740 over 20, against 0.739 / 0.743 without; docs/variants_fashion_mnist_160px_16_warmup_seed*.json,
+    # session 28)
+    **{f"NSH torchsort, own view + {mined} warmed up over {e} epochs + code NT-Xent 1.0 at code tau 0.2, SortedNCE "
+       f"tau 0.5, steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, *form, f"loss.mined_warmup={e}"]
+       for mined, form in (("2 mined at weight 0.25", ["loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2",
+                                                       "loss.mined_weight=0.25"]),
+                           ("3 mined", ["loss.m=4", "loss.steepness=0.05", "loss.code_tau=0.2"]))
+       for e in (10, 20)},
     # a third mined positive, weighed down: m = 4 was the best at 64 bits on validation before mined_weight existed.
     # Fashion-MNIST 64 px, 64 bits, frozen heads, validation seeds 0 / 1 (section fashion_mnist_64px_screen64, session
     # 16): weight 0.25 0.767 / 0.764, 0.5 0.763 / 0.764, 1 0.766 / 0.765; m = 3 at 0.25 0.765 / 0.764 (session 14)
