@@ -7,6 +7,11 @@
 More seeds of a comparison are run as a new section (`bench/quality.py --seeds 3 4 --tag ..._seeds34`), so that the
 first sections' records stay as they were written; this pools them. A method is named by the start of its row name,
 which must match one method per section. A seed scored twice must have scored the same (a rerun reuses the run).
+With --pick, --a and --b name families instead ("NSH", "NT-Xent"), and each side is the method that validation picks
+at each code length over the pooled seeds (the highest mean best_val_map), as the bench's model selection does:
+
+    python bench/paired.py --pick --bits 16 32 64 --a NSH --b NT-Xent --sections cifar10_160px_lite2 \
+        cifar10_160px_lite2_seeds34
 "Clears the spread" is the bar of issue 5: the mean lead above both methods' sample std over seeds.
 """
 from __future__ import annotations
@@ -22,25 +27,58 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.quality import FINETUNED, RESULTS  # noqa: E402
 
 
-def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS) -> dict[tuple[int, int], float]:
-    """(bits, seed) -> test mAP of the one method per section whose row name starts with prefix."""
-    got: dict[tuple[int, int], float] = {}
+def _rows(sections: list[str], prefix: str, finetuned: bool, folder: Path) -> list[tuple[str, dict]]:
+    """(section tag, row) for every row whose method starts with prefix, in the sections' order."""
+    out = []
     for tag in sections:
         path = folder / f"{tag}.json"
         if not path.is_file():
             raise SystemExit(f"no section {tag}: {path} does not exist (bench/quality.py --tag {tag} writes it)")
-        rows = [r for r in json.loads(path.read_text())["rows"]
+        out += [(tag, r) for r in json.loads(path.read_text())["rows"]
                 if r["method"].startswith(prefix) and r["method"].endswith(FINETUNED) == finetuned]
-        names = sorted({r["method"] for r in rows})
+    return out
+
+
+def _put(got: dict, key: tuple[int, int], value: float, name: str, tag: str) -> None:
+    if key in got and abs(got[key] - value) > 1e-9:
+        raise SystemExit(f"{name!r} at {key[0]} bits, seed {key[1]} scored {got[key]:.4f} and "
+                         f"{value:.4f} in different sections ({tag} the second): pool sections of one setting")
+    got[key] = value
+
+
+def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS) -> dict[tuple[int, int], float]:
+    """(bits, seed) -> test mAP of the one method per section whose row name starts with prefix."""
+    got: dict[tuple[int, int], float] = {}
+    rows = _rows(sections, prefix, finetuned, folder)
+    for tag in sections:
+        names = sorted({r["method"] for t, r in rows if t == tag})
         if len(names) > 1:
             raise SystemExit(f"{prefix!r} matches {len(names)} methods in {tag}: {names}; give more of the name")
-        for r in rows:
-            key = (r["bits"], r["seed"])
-            if key in got and abs(got[key] - r["map"]) > 1e-9:
-                raise SystemExit(f"{prefix!r} at {key[0]} bits, seed {key[1]} scored {got[key]:.4f} and "
-                                 f"{r['map']:.4f} in different sections ({tag} the second): pool sections of one setting")
-            got[key] = r["map"]
+    for tag, r in rows:
+        _put(got, (r["bits"], r["seed"]), r["map"], prefix, tag)
     return got
+
+
+def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder: Path = RESULTS,
+           seeds: list[int] | None = None) -> list[dict]:
+    """The methods whose name starts with prefix at one code length, best mean validation mAP first.
+
+    Each: {"method", "val": mean best_val_map, "scores": (bits, seed) -> test mAP}. Only the methods scored on as
+    many seeds as the best-covered one compete: a validation mean over fewer seeds is not the same measure.
+    With seeds, only those seeds count (a screen run on fewer seeds than the forms it is ranked against).
+    """
+    val: dict[str, dict] = {}
+    test: dict[str, dict] = {}
+    for tag, r in _rows(sections, prefix, finetuned, folder):
+        if r["bits"] == bits and "best_val_map" in r and (seeds is None or r["seed"] in seeds):
+            key = (bits, r["seed"])
+            _put(val.setdefault(r["method"], {}), key, r["best_val_map"], r["method"], tag)
+            _put(test.setdefault(r["method"], {}), key, r["map"], r["method"], tag)
+    if not val:
+        raise SystemExit(f"no method starting with {prefix!r} has validation scores at {bits} bits in {sections}")
+    most = max(map(len, val.values()))
+    out = [{"method": m, "val": statistics.mean(v.values()), "scores": test[m]} for m, v in val.items() if len(v) == most]
+    return sorted(out, key=lambda c: -c["val"])
 
 
 def compare(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float], bits: int) -> dict:
@@ -77,10 +115,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--sections", nargs="+", required=True, help="tags of docs/results/<tag>.json to pool")
     p.add_argument("--bits", nargs="+", type=int, required=True)
     p.add_argument("--finetuned", action="store_true", help="the rows ending ', then fine-tuned' (else the others)")
+    p.add_argument("--seeds", nargs="+", type=int, help="only these seeds (default: every seed both sides have)")
+    p.add_argument("--pick", action="store_true", help="--a and --b start families of methods; compare the ones that "
+                                                       "validation picks at each code length")
     args = p.parse_args(argv)
-    a, b = (scores(args.sections, name, args.finetuned) for name in (args.a, args.b))
-    results = [compare(a, b, n) for n in args.bits]
-    print(f"a: {args.a}\nb: {args.b}\n" + "\n".join(table(results)))
+    if not args.pick:
+        a, b = ({k: v for k, v in scores(args.sections, name, args.finetuned).items()
+                 if args.seeds is None or k[1] in args.seeds} for name in (args.a, args.b))
+        results = [compare(a, b, n) for n in args.bits]
+        print(f"a: {args.a}\nb: {args.b}\n" + "\n".join(table(results)))
+        return results
+    results = []
+    for n in args.bits:
+        picks = []
+        for side, prefix in (("a", args.a), ("b", args.b)):
+            ranking = ranked(args.sections, prefix, args.finetuned, n, seeds=args.seeds)
+            print(f"{n} bits, {side} ({prefix}...), by mean validation mAP over {len(ranking[0]['scores'])} seeds:")
+            for c in ranking:
+                test = list(c["scores"].values())
+                print(f"  val {c['val']:.4f}  test {statistics.mean(test):.4f} ± {statistics.stdev(test) if len(test) > 1 else 0:.4f}"
+                      f"  {c['method']}")
+            picks.append(ranking[0])
+        results.append(compare(picks[0]["scores"], picks[1]["scores"], n) | {"a_method": picks[0]["method"],
+                                                                              "b_method": picks[1]["method"]})
+    print("\n".join(table(results)))
     return results
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.paired import compare, scores
+from bench.paired import compare, ranked, scores
 from bench.quality import FINETUNED
 
 NSH, BASE = "NSH torchsort, own view", "NT-Xent on codes"
@@ -52,3 +52,22 @@ def test_a_seed_that_scored_differently_in_two_sections_is_refused_rather_than_o
         scores(["one", "other"], NSH, False, tmp_path)
     with pytest.raises(SystemExit, match="no section missing"):
         scores(["missing"], NSH, False, tmp_path)
+
+
+def val_row(method, seed, val, test, bits=16):
+    return row(method, bits, seed, test) | {"best_val_map": val}
+
+
+def test_pick_ranks_a_family_by_mean_validation_over_its_best_covered_seeds_and_keeps_test_scores_out_of_it(tmp_path):
+    section(tmp_path, "first", [val_row(NSH + " + 2 mined", 0, 0.60, 0.50), val_row(NSH + " + 3 mined", 0, 0.58, 0.70),
+                                val_row(NSH + " + 4 mined", 0, 0.70, 0.40),  # best validation, but one seed only
+                                val_row(NSH + " + 2 mined", 0, 0.90, 0.90, bits=32), row("LSH", 16, 0, 0.2)])
+    section(tmp_path, "more_seeds", [val_row(NSH + " + 2 mined", 1, 0.62, 0.52), val_row(NSH + " + 3 mined", 1, 0.59, 0.71)])
+    got = ranked(["first", "more_seeds"], "NSH", False, 16, tmp_path)
+    assert [c["method"] for c in got] == [NSH + " + 2 mined", NSH + " + 3 mined"]  # the test scores would rank them the other way
+    assert got[0]["val"] == pytest.approx(0.61)
+    assert got[0]["scores"] == {(16, 0): 0.50, (16, 1): 0.52}  # the 32-bit row stays out
+    on_seed_0 = ranked(["first", "more_seeds"], "NSH", False, 16, tmp_path, seeds=[0])
+    assert [c["method"] for c in on_seed_0] == [NSH + " + 4 mined", NSH + " + 2 mined", NSH + " + 3 mined"]
+    with pytest.raises(SystemExit, match="no method starting with 'NT-Xent' has validation scores at 16 bits"):
+        ranked(["first"], "NT-Xent", False, 16, tmp_path)
