@@ -168,6 +168,22 @@ METHODS: dict[str, list[str] | None] = {
     "NSH torchsort, own view + 1 mined + code NT-Xent 1.6 at code tau 0.16, SortedNCE tau 0.21, steepness 0.13, "
     "feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=2", "loss.tau=0.21", "loss.steepness=0.13",
                                                 "loss.code_tau=0.16", "loss.code_weight=1.6"],
+    # the searched baseline's own settings (code tau 0.29, dropout 0.55, lr 4.5e-3, batch 128) with the weight-0.3 form's
+    # SortedNCE added beside its NT-Xent: as the code weight grows this becomes that baseline, so it asks whether the
+    # sort adds to the best baseline rather than to settings tuned for NSH (session 30)
+    **{f"NSH torchsort, own view + 2 mined at weight 0.3 + code NT-Xent {w} at code tau 0.29, SortedNCE tau 0.23, "
+       f"steepness 0.09, feature dropout 0.55, lr 4.5e-3, batch 128": [
+           "loss.sorter=torchsort", "loss.own_positive=true", "loss.m=3", "loss.mined_weight=0.3", "loss.tau=0.23",
+           "loss.steepness=0.09", f"loss.code_weight={w}", "loss.code_tau=0.29", "data.feature_dropout=0.55",
+           "train.lr=0.0045", "train.batch_size=128"]
+       for w in (1.25, 2.5, 5)},
+    # the weight-0.3 form under other training settings, since its search fixed them and the baseline's did not:
+    # the searched baseline's (dropout 0.55, lr 4.5e-3), a faster and a slower rate, more and less dropout (session 30)
+    **{f"NSH torchsort, own view + 2 mined at weight 0.3 + code NT-Xent 1.25 at code tau 0.19, SortedNCE tau 0.23, "
+       f"steepness 0.09, feature dropout {d}, lr {lr}, batch 128": [
+           *TUNED, "loss.m=3", "loss.tau=0.23", "loss.steepness=0.09", "loss.code_tau=0.19", "loss.code_weight=1.25",
+           "loss.mined_weight=0.3", f"data.feature_dropout={d}", f"train.lr={float(lr)}"]
+       for d, lr in (("0.55", "4.5e-3"), ("0.5", "1.2e-2"), ("0.6", "8e-3"), ("0.4", "8e-3"))},
     "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", *OWN_MINED, "loss.tau=0.3",
                                                         "loss.steepness=0.5"],
 }
