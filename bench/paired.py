@@ -77,7 +77,8 @@ def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder:
     if not val:
         raise SystemExit(f"no method starting with {prefix!r} has validation scores at {bits} bits in {sections}")
     most = max(map(len, val.values()))
-    out = [{"method": m, "val": statistics.mean(v.values()), "scores": test[m]} for m, v in val.items() if len(v) == most]
+    out = [{"method": m, "val": statistics.mean(v.values()), "scores": test[m]}
+           for m, v in val.items() if len(v) == most]
     return sorted(out, key=lambda c: -c["val"])
 
 
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{n} bits, {side} ({prefix}...), by mean validation mAP over {len(ranking[0]['scores'])} seeds:")
             for c in ranking:
                 test = list(c["scores"].values())
-                print(f"  val {c['val']:.4f}  test {statistics.mean(test):.4f} ± {statistics.stdev(test) if len(test) > 1 else 0:.4f}"
-                      f"  {c['method']}")
+                spread = statistics.stdev(test) if len(test) > 1 else 0.0
+                print(f"  val {c['val']:.4f}  test {statistics.mean(test):.4f} ± {spread:.4f}  {c['method']}")
             picks.append(ranking[0])
         results.append(compare(picks[0]["scores"], picks[1]["scores"], n) | {"a_method": picks[0]["method"],
                                                                               "b_method": picks[1]["method"]})

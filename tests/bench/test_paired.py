@@ -62,9 +62,11 @@ def test_pick_ranks_a_family_by_mean_validation_over_its_best_covered_seeds_and_
     section(tmp_path, "first", [val_row(NSH + " + 2 mined", 0, 0.60, 0.50), val_row(NSH + " + 3 mined", 0, 0.58, 0.70),
                                 val_row(NSH + " + 4 mined", 0, 0.70, 0.40),  # best validation, but one seed only
                                 val_row(NSH + " + 2 mined", 0, 0.90, 0.90, bits=32), row("LSH", 16, 0, 0.2)])
-    section(tmp_path, "more_seeds", [val_row(NSH + " + 2 mined", 1, 0.62, 0.52), val_row(NSH + " + 3 mined", 1, 0.59, 0.71)])
+    section(tmp_path, "more_seeds", [val_row(NSH + " + 2 mined", 1, 0.62, 0.52),
+                                     val_row(NSH + " + 3 mined", 1, 0.59, 0.71)])
     got = ranked(["first", "more_seeds"], "NSH", False, 16, tmp_path)
-    assert [c["method"] for c in got] == [NSH + " + 2 mined", NSH + " + 3 mined"]  # the test scores would rank them the other way
+    # the test scores would rank them the other way
+    assert [c["method"] for c in got] == [NSH + " + 2 mined", NSH + " + 3 mined"]
     assert got[0]["val"] == pytest.approx(0.61)
     assert got[0]["scores"] == {(16, 0): 0.50, (16, 1): 0.52}  # the 32-bit row stays out
     on_seed_0 = ranked(["first", "more_seeds"], "NSH", False, 16, tmp_path, seeds=[0])
