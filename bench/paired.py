@@ -27,15 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.quality import FINETUNED, RESULTS  # noqa: E402
 
 
-def _rows(sections: list[str], prefix: str, finetuned: bool, folder: Path) -> list[tuple[str, dict]]:
-    """(section tag, row) for every row whose method starts with prefix, in the sections' order."""
+def _rows(sections: list[str], prefix: str, finetuned: bool, folder: Path,
+          seeds: list[int] | None = None) -> list[tuple[str, dict]]:
+    """(section tag, row) for every row whose method starts with prefix (and, given seeds, of those seeds), in the
+    sections' order."""
     out = []
     for tag in sections:
         path = folder / f"{tag}.json"
         if not path.is_file():
             raise SystemExit(f"no section {tag}: {path} does not exist (bench/quality.py --tag {tag} writes it)")
         out += [(tag, r) for r in json.loads(path.read_text())["rows"]
-                if r["method"].startswith(prefix) and r["method"].endswith(FINETUNED) == finetuned]
+                if r["method"].startswith(prefix) and r["method"].endswith(FINETUNED) == finetuned
+                and (seeds is None or r["seed"] in seeds)]
     return out
 
 
@@ -46,10 +49,11 @@ def _put(got: dict, key: tuple[int, int], value: float, name: str, tag: str) -> 
     got[key] = value
 
 
-def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS) -> dict[tuple[int, int], float]:
+def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS,
+           seeds: list[int] | None = None) -> dict[tuple[int, int], float]:
     """(bits, seed) -> test mAP of the one method per section whose row name starts with prefix."""
     got: dict[tuple[int, int], float] = {}
-    rows = _rows(sections, prefix, finetuned, folder)
+    rows = _rows(sections, prefix, finetuned, folder, seeds)
     for tag in sections:
         names = sorted({r["method"] for t, r in rows if t == tag})
         if len(names) > 1:
@@ -69,8 +73,8 @@ def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder:
     """
     val: dict[str, dict] = {}
     test: dict[str, dict] = {}
-    for tag, r in _rows(sections, prefix, finetuned, folder):
-        if r["bits"] == bits and "best_val_map" in r and (seeds is None or r["seed"] in seeds):
+    for tag, r in _rows(sections, prefix, finetuned, folder, seeds):
+        if r["bits"] == bits and "best_val_map" in r:
             key = (bits, r["seed"])
             _put(val.setdefault(r["method"], {}), key, r["best_val_map"], r["method"], tag)
             _put(test.setdefault(r["method"], {}), key, r["map"], r["method"], tag)
@@ -121,8 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                        "validation picks at each code length")
     args = p.parse_args(argv)
     if not args.pick:
-        a, b = ({k: v for k, v in scores(args.sections, name, args.finetuned).items()
-                 if args.seeds is None or k[1] in args.seeds} for name in (args.a, args.b))
+        a, b = (scores(args.sections, name, args.finetuned, seeds=args.seeds) for name in (args.a, args.b))
         results = [compare(a, b, n) for n in args.bits]
         print(f"a: {args.a}\nb: {args.b}\n" + "\n".join(table(results)))
         return results
@@ -137,8 +140,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 spread = statistics.stdev(test) if len(test) > 1 else 0.0
                 print(f"  val {c['val']:.4f}  test {statistics.mean(test):.4f} ± {spread:.4f}  {c['method']}")
             picks.append(ranking[0])
-        results.append(compare(picks[0]["scores"], picks[1]["scores"], n) | {"a_method": picks[0]["method"],
-                                                                              "b_method": picks[1]["method"]})
+        results.append(compare(picks[0]["scores"], picks[1]["scores"], n))
     print("\n".join(table(results)))
     return results
 

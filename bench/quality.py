@@ -62,6 +62,9 @@ OWN_MINED = ["loss.m=2", "loss.own_positive=true", "loss.code_weight=0.5"]
 # NSH tuned alike with the lr 8e-3 baseline under feature dropout (sessions 8 and 9); the forms differ in m and steepness
 TUNED = ["loss.sorter=torchsort", "loss.own_positive=true", "loss.code_weight=1.0", "loss.tau=0.5",
          "data.feature_dropout=0.5", "train.lr=0.008", "train.batch_size=128"]
+# the best of NSH's 16-bit search on Lite2's features (below), which session 30 also ran under other training settings
+SEARCHED_16 = [*TUNED, "loss.m=3", "loss.tau=0.23", "loss.steepness=0.09", "loss.code_tau=0.19",
+               "loss.code_weight=1.25", "loss.mined_weight=0.3"]
 METHODS: dict[str, list[str] | None] = {
     "LSH": None,
     "PCA + sign": None,
@@ -162,9 +165,7 @@ METHODS: dict[str, list[str] | None] = {
     # 0.602 and 0.600 against 0.584 for the code-weight-2 form; conf/sweep_cifar10_lite2_16bits.yaml, session 18):
     # both run SortedNCE colder than any form above
     "NSH torchsort, own view + 2 mined at weight 0.3 + code NT-Xent 1.25 at code tau 0.19, SortedNCE tau 0.23, "
-    "steepness 0.09, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=3", "loss.tau=0.23",
-                                                              "loss.steepness=0.09", "loss.code_tau=0.19",
-                                                              "loss.code_weight=1.25", "loss.mined_weight=0.3"],
+    "steepness 0.09, feature dropout 0.5, lr 8e-3, batch 128": SEARCHED_16,
     "NSH torchsort, own view + 1 mined + code NT-Xent 1.6 at code tau 0.16, SortedNCE tau 0.21, steepness 0.13, "
     "feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, "loss.m=2", "loss.tau=0.21", "loss.steepness=0.13",
                                                 "loss.code_tau=0.16", "loss.code_weight=1.6"],
@@ -184,8 +185,7 @@ METHODS: dict[str, list[str] | None] = {
     # the searched baseline's (dropout 0.55, lr 4.5e-3), a faster and a slower rate, more and less dropout (session 30)
     **{f"NSH torchsort, own view + 2 mined at weight 0.3 + code NT-Xent 1.25 at code tau 0.19, SortedNCE tau 0.23, "
        f"steepness 0.09, feature dropout {d}, lr {lr}, batch 128": [
-           *TUNED, "loss.m=3", "loss.tau=0.23", "loss.steepness=0.09", "loss.code_tau=0.19", "loss.code_weight=1.25",
-           "loss.mined_weight=0.3", f"data.feature_dropout={d}", f"train.lr={float(lr)}"]
+           *SEARCHED_16, f"data.feature_dropout={d}", f"train.lr={float(lr)}"]
        for d, lr in (("0.55", "4.5e-3"), ("0.5", "1.2e-2"), ("0.6", "8e-3"), ("0.4", "8e-3"))},
     "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", *OWN_MINED, "loss.tau=0.3",
                                                         "loss.steepness=0.5"],
