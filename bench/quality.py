@@ -65,6 +65,8 @@ TUNED = ["loss.sorter=torchsort", "loss.own_positive=true", "loss.code_weight=1.
 # the best of NSH's 16-bit search on Lite2's features (below), which session 30 also ran under other training settings
 SEARCHED_16 = [*TUNED, "loss.m=3", "loss.tau=0.23", "loss.steepness=0.09", "loss.code_tau=0.19",
                "loss.code_weight=1.25", "loss.mined_weight=0.3"]
+# the best at 16 bits on Fashion-MNIST's validation before warm-ups (session 12), which sessions 28 and 31 extend
+LIGHT_MINED = [*TUNED, "loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2", "loss.mined_weight=0.25"]
 METHODS: dict[str, list[str] | None] = {
     "LSH": None,
     "PCA + sign": None,
@@ -138,10 +140,9 @@ METHODS: dict[str, list[str] | None] = {
     # 0.747 / 0.740 over 20, against 0.739 / 0.743 without; docs/variants_fashion_mnist_160px_16_warmup_seed*.json,
     # session 28)
     **{f"NSH torchsort, own view + {mined} warmed up over {e} epochs + code NT-Xent 1.0 at code tau 0.2, SortedNCE "
-       f"tau 0.5, steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*TUNED, *form, f"loss.mined_warmup={e}"]
-       for mined, form in (("2 mined at weight 0.25", ["loss.m=3", "loss.steepness=0.05", "loss.code_tau=0.2",
-                                                       "loss.mined_weight=0.25"]),
-                           ("3 mined", ["loss.m=4", "loss.steepness=0.05", "loss.code_tau=0.2"]))
+       f"tau 0.5, steepness 0.05, feature dropout 0.5, lr 8e-3, batch 128": [*form, f"loss.mined_warmup={e}"]
+       for mined, form in (("2 mined at weight 0.25", LIGHT_MINED),
+                           ("3 mined", [*TUNED, "loss.m=4", "loss.steepness=0.05", "loss.code_tau=0.2"]))
        for e in (10, 20)},
     # a third mined positive, weighed down: m = 4 was the best at 64 bits on validation before mined_weight existed.
     # Fashion-MNIST 64 px, 64 bits, frozen heads, validation seeds 0 / 1 (section fashion_mnist_64px_screen64, session
@@ -187,6 +188,17 @@ METHODS: dict[str, list[str] | None] = {
        f"steepness 0.09, feature dropout {d}, lr {lr}, batch 128": [
            *SEARCHED_16, f"data.feature_dropout={d}", f"train.lr={float(lr)}"]
        for d, lr in (("0.55", "4.5e-3"), ("0.5", "1.2e-2"), ("0.6", "8e-3"), ("0.4", "8e-3"))},
+    # the 16-bit picks of Lite2's CIFAR-10 and Lite0's Fashion-MNIST features with the candidates ranked next after
+    # the mined ones left out of the negatives (loss.spared): in a batch of 128 about 12 others share the anchor's
+    # class, the nearest codes most often, and a negative pushes each of them away (session 31)
+    **{f"NSH torchsort, own view + 2 mined at weight {mined}, the next {g} spared, + code NT-Xent {rest}": [
+        *form, f"loss.spared={g}"]
+       for mined, rest, form in (
+           ("0.3", "1.25 at code tau 0.19, SortedNCE tau 0.23, steepness 0.09, feature dropout 0.5, lr 8e-3, batch 128",
+            SEARCHED_16),
+           ("0.25 warmed up over 10 epochs", "1.0 at code tau 0.2, SortedNCE tau 0.5, steepness 0.05, feature dropout "
+            "0.5, lr 8e-3, batch 128", [*LIGHT_MINED, "loss.mined_warmup=10"]))
+       for g in (3, 10)},
     "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", *OWN_MINED, "loss.tau=0.3",
                                                         "loss.steepness=0.5"],
 }
