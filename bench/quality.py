@@ -188,17 +188,18 @@ METHODS: dict[str, list[str] | None] = {
        f"steepness 0.09, feature dropout {d}, lr {lr}, batch 128": [
            *SEARCHED_16, f"data.feature_dropout={d}", f"train.lr={float(lr)}"]
        for d, lr in (("0.55", "4.5e-3"), ("0.5", "1.2e-2"), ("0.6", "8e-3"), ("0.4", "8e-3"))},
-    # the 16-bit picks of Lite2's CIFAR-10 and Lite0's Fashion-MNIST features with the candidates ranked next after
-    # the mined ones left out of the negatives (loss.spared): in a batch of 128 about 12 others share the anchor's
-    # class, the nearest codes most often, and a negative pushes each of them away (session 31)
-    **{f"NSH torchsort, own view + 2 mined at weight {mined}, the next {g} spared, + code NT-Xent {rest}": [
-        *form, f"loss.spared={g}"]
+    # the 16-bit picks of Lite2's CIFAR-10 and Lite0's Fashion-MNIST features with the candidates ranked right after
+    # the mined ones (loss.near) left out of the negatives, or pushed harder: in a batch of 128 about 12 others share
+    # the anchor's class, the nearest codes most often, yet they are also the hardest negatives (session 31)
+    **{f"NSH torchsort, own view + 2 mined at weight {mined}, the next {g} "
+       f"{'spared' if w == 0 else f'weighing {w} as negatives'}, + code NT-Xent {rest}": [
+           *form, f"loss.near={g}", f"loss.near_weight={w}"]
        for mined, rest, form in (
            ("0.3", "1.25 at code tau 0.19, SortedNCE tau 0.23, steepness 0.09, feature dropout 0.5, lr 8e-3, batch 128",
             SEARCHED_16),
            ("0.25 warmed up over 10 epochs", "1.0 at code tau 0.2, SortedNCE tau 0.5, steepness 0.05, feature dropout "
             "0.5, lr 8e-3, batch 128", [*LIGHT_MINED, "loss.mined_warmup=10"]))
-       for g in (3, 10)},
+       for g, w in ((3, 0), (10, 0), (10, 2), (10, 4))},
     "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", *OWN_MINED, "loss.tau=0.3",
                                                         "loss.steepness=0.5"],
 }

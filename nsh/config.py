@@ -83,8 +83,11 @@ class LossConfig(Section):
     mined_warmup: int = Field(0, ge=0, description="with own_positive: epochs over which the mined positives' "
                               "weight grows linearly from 0 to loss.mined_weight, since the first epochs sort by an "
                               "untrained hash head's codes")
-    spared: int = Field(0, ge=0, description="candidates after the m positives, by Hamming rank, left out of the "
-                        "negatives: the likeliest to share the anchor's class, neither pulled nor pushed away")
+    near: int = Field(0, ge=0, description="candidates ranked right after the m positives by Hamming distance, "
+                      "which weigh loss.near_weight as negatives")
+    near_weight: float = Field(0.0, ge=0, description="0 leaves the near candidates out of the negatives (the "
+                               "likeliest to share the anchor's class: neither pulled nor pushed away); above 1 "
+                               "pushes them, the hardest negatives, harder")
     symmetric: bool = False
     code_weight: float = Field(0.0, ge=0, description="weight of an added NT-Xent term on the codes")
     code_tau: float = Field(0.3, gt=0)
@@ -163,13 +166,13 @@ class Config(Section):
     @model_validator(mode="after")
     def _consistent(self):
         loss = self.loss
-        if loss.name == "sorted_nce" and loss.m + loss.spared >= self.train.batch_size:
-            raise ValueError(f"loss.m={loss.m} plus loss.spared={loss.spared} must be smaller than "
+        if loss.name == "sorted_nce" and loss.m + loss.near >= self.train.batch_size:
+            raise ValueError(f"loss.m={loss.m} plus loss.near={loss.near} must be smaller than "
                              f"train.batch_size={self.train.batch_size}: some candidates must stay negatives")
-        if (loss.name == "sorted_nce" and loss.own_positive and loss.m == 1 and not loss.spared
+        if (loss.name == "sorted_nce" and loss.own_positive and loss.m == 1 and not loss.near
                 and loss.code_weight == 0):
             raise ValueError("loss.own_positive with loss.m=1 leaves nothing to sort, so the hash head gets no "
-                             "gradient: set loss.m >= 2, loss.spared >= 1 or loss.code_weight > 0")
+                             "gradient: set loss.m >= 2, loss.near >= 1 or loss.code_weight > 0")
         if loss.name == "sorted_nce" and (loss.mined_weight != 1 or loss.mined_warmup) and not (
                 loss.own_positive and loss.m > 1):
             raise ValueError("loss.mined_weight and loss.mined_warmup weigh mined positives against the own view: "

@@ -42,7 +42,8 @@ def sorted_nce(
     own_index: torch.Tensor | None = None,
     own_positive: bool = False,
     mined_weight: float = 1.0,
-    spared: int = 0,
+    near: int = 0,
+    near_weight: float = 0.0,
 ) -> torch.Tensor:
     """SortedNCE for anchors (codes_anchor, z_anchor) against candidates (codes_cand, z_cand).
 
@@ -53,19 +54,21 @@ def sorted_nce(
     neighbour is of another class in a third to a half of cases (bench/mining.py), the own view never, so
     its pull can be lowered without giving up the sort. At 0 the mined neighbours are neither pulled nor pushed
     away (the start of a warm-up, see mined_weight_at).
-    spared: the next `spared` candidates after the positives, by Hamming rank, are left out of the negatives.
-    They are the likeliest to share the anchor's class, so pushing them away works against retrieval, while
-    pulling them (mining more) is wrong as often as they are of another class.
+    near: the `near` candidates ranked right after the positives weigh near_weight as negatives. They are the
+    likeliest to share the anchor's class, so pushing them away may work against retrieval (at 0 they are left
+    out, where pulling them, mining more, is wrong as often as they are of another class); they are also the
+    hardest negatives, which a weight above 1 pushes harder.
     """
     if tau <= 0:
         raise ValueError(f"SortedNCE temperature tau must be > 0, got {tau}")
     if mined_weight < 0:
         raise ValueError(f"SortedNCE mined_weight must be >= 0, got {mined_weight}")
-    if spared < 0:
-        raise ValueError(f"SortedNCE spared must be >= 0, got {spared}")
+    if near < 0 or near_weight < 0:
+        raise ValueError(f"SortedNCE near and near_weight must be >= 0, got {near} and {near_weight}")
+    band = dict(near=near, near_weight=near_weight)
     dist = hamming_distance(codes_anchor, codes_cand)
     if not own_positive:
-        return nce_over_slots(sorter.arrange(dist, z_anchor, z_cand, m, spared=spared), tau)
+        return nce_over_slots(sorter.arrange(dist, z_anchor, z_cand, m, **band), tau)
 
     a, c = dist.shape
     own = torch.arange(a, device=dist.device) if own_index is None else own_index
@@ -74,9 +77,10 @@ def sorted_nce(
     cols = torch.arange(c, device=dist.device).expand(a, c)[others].view(a, c - 1)
     own_sim = F.cosine_similarity(z_anchor, z_cand[own], dim=1)[:, None]
     if m > 1:
-        mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, m - 1, cols=cols, spared=spared)
-    elif spared:  # nothing to mine, but the sort still finds the neighbours to spare: the top slots, pulled by none
-        mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, spared, cols=cols)
+        mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, m - 1, cols=cols, **band)
+    elif near:  # nothing to mine, but the sort still finds the near band: the top slots, pulled by none
+        mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, near, cols=cols)
+        mined.neg = 1.0 - mined.pos + near_weight * mined.pos
         mined.pos = torch.zeros_like(mined.pos)
     else:  # nothing to mine: every other candidate is a negative and the sorter is not needed
         sim = cosine_matrix(z_anchor, z_cand).gather(1, cols)
@@ -113,9 +117,10 @@ class SortedNCE(nn.Module):
 
     def __init__(self, sorter: Sorter, m: int = 1, tau: float = 0.3, own_positive: bool = False,
                  symmetric: bool = False, code_weight: float = 0.0, code_tau: float = 0.3,
-                 mined_weight: float = 1.0, spared: int = 0):
+                 mined_weight: float = 1.0, near: int = 0, near_weight: float = 0.0):
         super().__init__()
-        self.sorter, self.m, self.tau, self.mined_weight, self.spared = sorter, m, tau, mined_weight, spared
+        self.sorter, self.m, self.tau, self.mined_weight = sorter, m, tau, mined_weight
+        self.near, self.near_weight = near, near_weight
         self.own_positive, self.symmetric = own_positive, symmetric
         self.code_weight, self.code_tau = code_weight, code_tau
 
@@ -128,7 +133,8 @@ class SortedNCE(nn.Module):
         """
         cand = (codes_1 if cand_codes_1 is None else cand_codes_1, z_1 if cand_z_1 is None else cand_z_1)
         kw = dict(sorter=self.sorter, m=self.m, tau=self.tau, own_index=own_index, own_positive=self.own_positive,
-                  mined_weight=self.mined_weight, spared=self.spared)
+                  mined_weight=self.mined_weight, near=self.near,
+                  near_weight=self.near_weight)
         loss = sorted_nce(codes_2, z_2, *cand, **kw)
         if self.symmetric:
             cand = (codes_2 if cand_codes_2 is None else cand_codes_2, z_2 if cand_z_2 is None else cand_z_2)

@@ -11,14 +11,15 @@ from nsh.models import Hasher
 from nsh.sorters import SoftSort, TorchSort
 
 
-def naive_sorted_nce(dist, z_anchor, z_cand, m, tau, spared=0):
-    """The paper's formula, one anchor and one positive position at a time (hard sort); the `spared` positions
-    after the positives are left out of the negatives."""
+def naive_sorted_nce(dist, z_anchor, z_cand, m, tau, near=0, near_weight=0.0):
+    """The paper's formula, one anchor and one positive position at a time (hard sort); the `near` positions
+    after the positives weigh near_weight as negatives."""
     terms = []
     for i in range(dist.shape[0]):
         order = sorted(range(dist.shape[1]), key=lambda j: dist[i, j].item())
         c = [F.cosine_similarity(z_cand[j], z_anchor[i], dim=0).item() for j in order]
-        neg = sum(math.exp(ck / tau) for ck in c[m + spared:])
+        neg = sum(near_weight * math.exp(ck / tau) for ck in c[m:m + near])
+        neg += sum(math.exp(ck / tau) for ck in c[m + near:])
         for r in range(m):
             terms.append(-math.log(math.exp(c[r] / tau) / (math.exp(c[r] / tau) + neg)))
     return sum(terms) / len(terms)
@@ -31,13 +32,13 @@ def distinct_distances(n, c, seed):
 
 @pytest.mark.parametrize("sorter", [SoftSort(200.0), TorchSort(200.0)], ids=lambda s: s.name)
 @pytest.mark.parametrize("m", [1, 2, 3])
-@pytest.mark.parametrize("spared", [0, 2])
-def test_both_sorters_equal_naive_formula_with_hard_ranks(sorter, m, spared):
+@pytest.mark.parametrize("near,near_weight", [(0, 0.0), (2, 0.0), (2, 3.0)])
+def test_both_sorters_equal_naive_formula_with_hard_ranks(sorter, m, near, near_weight):
     torch.manual_seed(m)
     dist = distinct_distances(5, 7, seed=m)
     za, zc = F.normalize(torch.randn(5, 4, dtype=torch.float64), dim=1), F.normalize(torch.randn(7, 4, dtype=torch.float64), dim=1)
-    got = nce_over_slots(sorter.arrange(dist, za, zc, m, spared=spared), tau=0.5).item()
-    assert got == pytest.approx(naive_sorted_nce(dist, za, zc, m, 0.5, spared), rel=1e-6)
+    got = nce_over_slots(sorter.arrange(dist, za, zc, m, near=near, near_weight=near_weight), tau=0.5).item()
+    assert got == pytest.approx(naive_sorted_nce(dist, za, zc, m, 0.5, near, near_weight), rel=1e-6)
 
 
 def test_sorted_nce_from_codes_equals_naive_formula():
@@ -104,8 +105,9 @@ def test_mined_weight_weighs_each_mined_positive_against_the_own_view_by_hand():
     c = (zc @ za.T).flatten().tolist()
     tau = 0.4
 
-    def term(p, negs):
-        return -math.log(math.exp(c[p] / tau) / (math.exp(c[p] / tau) + sum(math.exp(c[k] / tau) for k in negs)))
+    def term(p, negs, weights=None):
+        neg = sum(w * math.exp(c[k] / tau) for k, w in zip(negs, weights or [1.0] * len(negs)))
+        return -math.log(math.exp(c[p] / tau) / (math.exp(c[p] / tau) + neg))
 
     # distances 3, 5, 7, 4: of the others (1, 2, 3) the nearest is candidate 3 (distance 4); 1 and 2 are negatives
     # weight 0 (a warm-up's first epoch): the mined neighbour is neither a positive nor a negative
@@ -117,17 +119,20 @@ def test_mined_weight_weighs_each_mined_positive_against_the_own_view_by_hand():
     with pytest.raises(ValueError, match="mined_weight must be >= 0"):
         sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, own_positive=True, mined_weight=-0.5)
 
-    # spared: of the others by distance (3 at 4, 1 at 5, 2 at 7) the one after the mined ones is left out of the
-    # negatives; with m = 1 nothing is mined and the nearest other is the one spared
+    # near: of the others by distance (3 at 4, 1 at 5, 2 at 7) the ones right after the mined ones weigh near_weight
+    # as negatives (0: left out); with m = 1 nothing is mined and the near band starts at the nearest other
     for sorter in (SoftSort(200.0), TorchSort(200.0)):
-        def loss(m, spared):
+        def loss(m, near, near_weight):
             return sorted_nce(codes_a, za, codes_c, zc, sorter, m=m, tau=tau, own_positive=True, mined_weight=0.5,
-                              spared=spared).item()
-        assert loss(2, 1) == pytest.approx((term(0, [2]) + 0.5 * term(3, [2])) / 1.5, rel=1e-6)
-        assert loss(1, 1) == pytest.approx(term(0, [1, 2]), rel=1e-6)
-        assert loss(1, 2) == pytest.approx(term(0, [2]), rel=1e-6)
-    with pytest.raises(ValueError, match="spared must be >= 0"):
-        sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, own_positive=True, spared=-1)
+                              near=near, near_weight=near_weight).item()
+        assert loss(2, 1, 0.0) == pytest.approx((term(0, [2]) + 0.5 * term(3, [2])) / 1.5, rel=1e-6)
+        assert loss(2, 1, 2.0) == pytest.approx((term(0, [1, 2], [2, 1]) + 0.5 * term(3, [1, 2], [2, 1])) / 1.5,
+                                                rel=1e-6)
+        assert loss(1, 1, 0.0) == pytest.approx(term(0, [1, 2]), rel=1e-6)
+        assert loss(1, 2, 0.0) == pytest.approx(term(0, [2]), rel=1e-6)
+        assert loss(1, 1, 3.0) == pytest.approx(term(0, [3, 1, 2], [3, 1, 1]), rel=1e-6)
+    with pytest.raises(ValueError, match="near and near_weight must be >= 0"):
+        sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, own_positive=True, near=-1)
 
 
 def test_mined_weight_warms_up_linearly_from_zero_by_hand():
