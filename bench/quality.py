@@ -191,15 +191,18 @@ METHODS: dict[str, list[str] | None] = {
     # the 16-bit picks of Lite2's CIFAR-10 and Lite0's Fashion-MNIST features with the candidates ranked right after
     # the mined ones (loss.near) left out of the negatives, or pushed harder: in a batch of 128 about 12 others share
     # the anchor's class, the nearest codes most often, yet they are also the hardest negatives (session 31)
+    # (without the band's gradient: both ways of weighing the band lowered validation alike, so is it the sort's
+    # extra gradient through the band's membership, rather than the weights themselves?)
     **{f"NSH torchsort, own view + 2 mined at weight {mined}, the next {g} "
-       f"{'spared' if w == 0 else f'weighing {w} as negatives'}, + code NT-Xent {rest}": [
-           *form, f"loss.near={g}", f"loss.near_weight={w}"]
+       f"{'spared' if w == 0 else f'weighing {w} as negatives'}{'' if grad else ' without the band gradient'}, "
+       f"+ code NT-Xent {rest}": [*form, f"loss.near={g}", f"loss.near_weight={w}",
+                                  *([] if grad else ["loss.near_grad=false"])]
        for mined, rest, form in (
            ("0.3", "1.25 at code tau 0.19, SortedNCE tau 0.23, steepness 0.09, feature dropout 0.5, lr 8e-3, batch 128",
             SEARCHED_16),
            ("0.25 warmed up over 10 epochs", "1.0 at code tau 0.2, SortedNCE tau 0.5, steepness 0.05, feature dropout "
             "0.5, lr 8e-3, batch 128", [*LIGHT_MINED, "loss.mined_warmup=10"]))
-       for g, w in ((3, 0), (10, 0), (10, 2), (10, 4))},
+       for g, w, grad in ((3, 0, True), (10, 0, True), (10, 2, True), (10, 4, True), (10, 0, False), (10, 4, False))},
     "NSH softsort, own view + 1 mined + code NT-Xent": ["loss.sorter=softsort", *OWN_MINED, "loss.tau=0.3",
                                                         "loss.steepness=0.5"],
 }

@@ -88,6 +88,8 @@ class LossConfig(Section):
     near_weight: float = Field(0.0, ge=0, description="0 leaves the near candidates out of the negatives (the "
                                "likeliest to share the anchor's class: neither pulled nor pushed away); above 1 "
                                "pushes them, the hardest negatives, harder")
+    near_grad: bool = Field(True, description="false: the near band reweighs the latents' negatives only, and its "
+                            "soft membership sends the codes no gradient")
     symmetric: bool = False
     code_weight: float = Field(0.0, ge=0, description="weight of an added NT-Xent term on the codes")
     code_tau: float = Field(0.3, gt=0)
@@ -169,7 +171,8 @@ class Config(Section):
         if loss.name == "sorted_nce" and loss.m + loss.near >= self.train.batch_size:
             raise ValueError(f"loss.m={loss.m} plus loss.near={loss.near} must be smaller than "
                              f"train.batch_size={self.train.batch_size}: some candidates must stay negatives")
-        if (loss.name == "sorted_nce" and loss.own_positive and loss.m == 1 and not loss.near
+        if (loss.name == "sorted_nce" and loss.own_positive and loss.m == 1
+                and not (loss.near and loss.near_grad)
                 and loss.code_weight == 0):
             raise ValueError("loss.own_positive with loss.m=1 leaves nothing to sort, so the hash head gets no "
                              "gradient: set loss.m >= 2, loss.near >= 1 or loss.code_weight > 0")

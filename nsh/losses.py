@@ -44,6 +44,7 @@ def sorted_nce(
     mined_weight: float = 1.0,
     near: int = 0,
     near_weight: float = 0.0,
+    near_grad: bool = True,
 ) -> torch.Tensor:
     """SortedNCE for anchors (codes_anchor, z_anchor) against candidates (codes_cand, z_cand).
 
@@ -57,7 +58,8 @@ def sorted_nce(
     near: the `near` candidates ranked right after the positives weigh near_weight as negatives. They are the
     likeliest to share the anchor's class, so pushing them away may work against retrieval (at 0 they are left
     out, where pulling them, mining more, is wrong as often as they are of another class); they are also the
-    hardest negatives, which a weight above 1 pushes harder.
+    hardest negatives, which a weight above 1 pushes harder. Without near_grad the band reweighs the latents'
+    negatives only and sends the codes no gradient of its own.
     """
     if tau <= 0:
         raise ValueError(f"SortedNCE temperature tau must be > 0, got {tau}")
@@ -65,7 +67,7 @@ def sorted_nce(
         raise ValueError(f"SortedNCE mined_weight must be >= 0, got {mined_weight}")
     if near < 0 or near_weight < 0:
         raise ValueError(f"SortedNCE near and near_weight must be >= 0, got {near} and {near_weight}")
-    band = dict(near=near, near_weight=near_weight)
+    band = dict(near=near, near_weight=near_weight, near_grad=near_grad)
     dist = hamming_distance(codes_anchor, codes_cand)
     if not own_positive:
         return nce_over_slots(sorter.arrange(dist, z_anchor, z_cand, m, **band), tau)
@@ -80,7 +82,7 @@ def sorted_nce(
         mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, m - 1, cols=cols, **band)
     elif near:  # nothing to mine, but the sort still finds the near band: the top slots, pulled by none
         mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, near, cols=cols)
-        mined.neg = 1.0 - mined.pos + near_weight * mined.pos
+        mined.neg = 1.0 + (near_weight - 1.0) * (mined.pos if near_grad else mined.pos.detach())
         mined.pos = torch.zeros_like(mined.pos)
     else:  # nothing to mine: every other candidate is a negative and the sorter is not needed
         sim = cosine_matrix(z_anchor, z_cand).gather(1, cols)
@@ -117,10 +119,10 @@ class SortedNCE(nn.Module):
 
     def __init__(self, sorter: Sorter, m: int = 1, tau: float = 0.3, own_positive: bool = False,
                  symmetric: bool = False, code_weight: float = 0.0, code_tau: float = 0.3,
-                 mined_weight: float = 1.0, near: int = 0, near_weight: float = 0.0):
+                 mined_weight: float = 1.0, near: int = 0, near_weight: float = 0.0, near_grad: bool = True):
         super().__init__()
         self.sorter, self.m, self.tau, self.mined_weight = sorter, m, tau, mined_weight
-        self.near, self.near_weight = near, near_weight
+        self.near, self.near_weight, self.near_grad = near, near_weight, near_grad
         self.own_positive, self.symmetric = own_positive, symmetric
         self.code_weight, self.code_tau = code_weight, code_tau
 
@@ -134,7 +136,7 @@ class SortedNCE(nn.Module):
         cand = (codes_1 if cand_codes_1 is None else cand_codes_1, z_1 if cand_z_1 is None else cand_z_1)
         kw = dict(sorter=self.sorter, m=self.m, tau=self.tau, own_index=own_index, own_positive=self.own_positive,
                   mined_weight=self.mined_weight, near=self.near,
-                  near_weight=self.near_weight)
+                  near_weight=self.near_weight, near_grad=self.near_grad)
         loss = sorted_nce(codes_2, z_2, *cand, **kw)
         if self.symmetric:
             cand = (codes_2 if cand_codes_2 is None else cand_codes_2, z_2 if cand_z_2 is None else cand_z_2)

@@ -37,11 +37,13 @@ class Sorter(ABC):
 
     @abstractmethod
     def arrange(self, dist: torch.Tensor, z_anchor: torch.Tensor, z_cand: torch.Tensor, m: int,
-                cols: torch.Tensor | None = None, near: int = 0, near_weight: float = 0.0) -> Slots:
+                cols: torch.Tensor | None = None, near: int = 0, near_weight: float = 0.0,
+                near_grad: bool = True) -> Slots:
         """dist (a, c') Hamming distances; z_anchor (a, d) and z_cand (c, d) unit latents.
 
         The first m sorted slots are positives, the rest negatives; the `near` slots right after the positives
-        weigh near_weight as negatives (0: neither positives nor negatives).
+        weigh near_weight as negatives (0: neither positives nor negatives); without near_grad the band's
+        membership passes no gradient to the distances, so that it reweighs the latents' negatives only.
         cols (a, c'), if given, says which candidate column each entry of dist refers to (each anchor may see
         a different subset of the candidates); by default c' = c and entry j is candidate j.
         """
@@ -57,7 +59,7 @@ class SoftSort(Sorter):
         ordered = dist.sort(dim=1).values
         return torch.softmax(-self.steepness * (ordered[:, :, None] - dist[:, None, :]).abs(), dim=2)
 
-    def arrange(self, dist, z_anchor, z_cand, m, cols=None, near=0, near_weight=0.0):
+    def arrange(self, dist, z_anchor, z_cand, m, cols=None, near=0, near_weight=0.0, near_grad=True):
         perm = self.permutation(dist)
         if cols is not None:  # spread each row back over all candidates, zero where the anchor has none
             full = perm.new_zeros(perm.shape[0], perm.shape[1], z_cand.shape[0])
@@ -66,7 +68,7 @@ class SoftSort(Sorter):
         sim = F.cosine_similarity(mixed, z_anchor[:, None, :], dim=2)
         position = torch.arange(dist.shape[1], device=dist.device).expand_as(sim)
         pos, top = (position < m).to(sim.dtype), (position < m + near).to(sim.dtype)
-        return Slots(sim=sim, pos=pos, neg=1.0 - pos + (near_weight - 1.0) * (top - pos))
+        return Slots(sim=sim, pos=pos, neg=1.0 - pos + (near_weight - 1.0) * (top - pos))  # hard: no gradient
 
 
 class TorchSort(Sorter):
@@ -81,14 +83,14 @@ class TorchSort(Sorter):
         # torchsort has no float64 CUDA kernel worth relying on and no half kernel: rank in float32.
         return torchsort.soft_rank(dist.float(), regularization_strength=1.0 / self.steepness).to(dist.dtype)
 
-    def arrange(self, dist, z_anchor, z_cand, m, cols=None, near=0, near_weight=0.0):
+    def arrange(self, dist, z_anchor, z_cand, m, cols=None, near=0, near_weight=0.0, near_grad=True):
         ranks = self.ranks(dist)
         w = soft_top_m(ranks, m)
         sim = cosine_matrix(z_anchor, z_cand)
         if cols is not None:
             sim = sim.gather(1, cols)
-        top = soft_top_m(ranks, m + near) if near else w
-        return Slots(sim=sim, pos=w, neg=1.0 - w + (near_weight - 1.0) * (top - w))
+        band = (soft_top_m(ranks, m + near) if near else w) - w
+        return Slots(sim=sim, pos=w, neg=1.0 - w + (near_weight - 1.0) * (band if near_grad else band.detach()))
 
 
 def soft_top_m(ranks: torch.Tensor, m: int, iters: int = 24) -> torch.Tensor:

@@ -122,7 +122,7 @@ def build_loss(cfg: Config) -> torch.nn.Module:
         return CodeNTXent(loss.tau)
     return SortedNCE(build_sorter(loss.sorter, loss.steepness), loss.m, loss.tau, loss.own_positive,
                      loss.symmetric, loss.code_weight, loss.code_tau, loss.mined_weight,
-                     loss.near, loss.near_weight)
+                     loss.near, loss.near_weight, loss.near_grad)
 
 
 def cache_dir(cfg: Config) -> Path:

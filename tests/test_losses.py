@@ -135,6 +135,27 @@ def test_mined_weight_weighs_each_mined_positive_against_the_own_view_by_hand():
         sorted_nce(codes_a, za, codes_c, zc, SoftSort(200.0), m=2, own_positive=True, near=-1)
 
 
+@pytest.mark.parametrize("near_weight", [0.0, 3.0])
+def test_near_band_without_its_gradient_weighs_the_same_but_sends_the_codes_none(near_weight):
+    torch.manual_seed(2)
+    h = torch.randn(8, 16, requires_grad=True)
+    codes = torch.tanh(h)  # soft codes: distances differentiable in h
+    z1 = F.normalize(torch.randn(8, 6), dim=1).requires_grad_()
+    z2 = F.normalize(torch.randn(8, 6), dim=1)
+
+    def run(near_grad):
+        h.grad = None
+        # own view the only positive (m = 1): the near band is the sort's only road to the codes
+        loss = sorted_nce(codes, z2, codes, z1, TorchSort(0.5), m=1, tau=0.3, own_positive=True, near=3,
+                          near_weight=near_weight, near_grad=near_grad)
+        loss.backward(retain_graph=True)
+        return loss.item(), 0.0 if h.grad is None else h.grad.abs().sum().item()
+
+    (with_grad, g_with), (without, g_without) = run(True), run(False)
+    assert with_grad == pytest.approx(without, rel=1e-9)
+    assert g_with > 0 and g_without == 0
+
+
 def test_mined_weight_warms_up_linearly_from_zero_by_hand():
     assert [mined_weight_at(e, 0.5, 4) for e in range(6)] == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
     assert mined_weight_at(0, 0.5, 0) == 0.5  # no warm-up: the full weight from the first epoch
