@@ -190,9 +190,9 @@ METHODS: dict[str, list[str] | None] = {
        for d, lr in (("0.55", "4.5e-3"), ("0.5", "1.2e-2"), ("0.6", "8e-3"), ("0.4", "8e-3"))},
     # the 16-bit picks of Lite2's CIFAR-10 and Lite0's Fashion-MNIST features with the candidates ranked right after
     # the mined ones (loss.near) left out of the negatives, or pushed harder: in a batch of 128 about 12 others share
-    # the anchor's class, the nearest codes most often, yet they are also the hardest negatives (session 31)
-    # (without the band's gradient: both ways of weighing the band lowered validation alike, so is it the sort's
-    # extra gradient through the band's membership, rather than the weights themselves?)
+    # the anchor's class, the nearest codes most often, yet they are also the hardest negatives. Both ways lowered
+    # Lite2's 16-bit validation alike, which pointed at the sort's gradient through the band's membership, hence the
+    # forms without it; the spared one is validation's pick at 32 bits on Lite2 (session 31)
     **{f"NSH torchsort, own view + 2 mined at weight {mined}, the next {g} "
        f"{'spared' if w == 0 else f'weighing {w} as negatives'}{'' if grad else ' without the band gradient'}, "
        f"+ code NT-Xent {rest}": [*form, f"loss.near={g}", f"loss.near_weight={w}",

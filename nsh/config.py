@@ -180,6 +180,9 @@ class Config(Section):
                 loss.own_positive and loss.m > 1):
             raise ValueError("loss.mined_weight and loss.mined_warmup weigh mined positives against the own view: "
                              "they need loss.own_positive=true and loss.m >= 2")
+        if loss.name == "sorted_nce" and not loss.near and (loss.near_weight or not loss.near_grad):
+            raise ValueError("loss.near_weight and loss.near_grad weigh the band of candidates after the positives, "
+                             "but loss.near=0 makes it empty: set loss.near >= 1 or drop them")
         if loss.global_batch and loss.sorter != "torchsort":
             raise ValueError("loss.global_batch needs loss.sorter=torchsort (softsort memory grows as n^3)")
         if self.model.bn_stats == "batch" and self.model.freeze_backbone:

@@ -120,9 +120,10 @@ def build_loss(cfg: Config) -> torch.nn.Module:
     loss = cfg.loss
     if loss.name == "nt_xent":
         return CodeNTXent(loss.tau)
-    return SortedNCE(build_sorter(loss.sorter, loss.steepness), loss.m, loss.tau, loss.own_positive,
-                     loss.symmetric, loss.code_weight, loss.code_tau, loss.mined_weight,
-                     loss.near, loss.near_weight, loss.near_grad)
+    return SortedNCE(build_sorter(loss.sorter, loss.steepness), m=loss.m, tau=loss.tau,
+                     own_positive=loss.own_positive, symmetric=loss.symmetric, code_weight=loss.code_weight,
+                     code_tau=loss.code_tau, mined_weight=loss.mined_weight, near=loss.near,
+                     near_weight=loss.near_weight, near_grad=loss.near_grad)
 
 
 def cache_dir(cfg: Config) -> Path:

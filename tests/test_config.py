@@ -23,6 +23,8 @@ def test_overrides_are_parsed_as_yaml_and_applied():
     ("model.nbits=12", "model.nbits=12 is not a positive multiple of 8"),
     ("loss.m=256", "loss.m=256 plus loss.near=0 must be smaller than train.batch_size=256"),
     ("loss.near=254", "loss.m=2 plus loss.near=254 must be smaller than train.batch_size=256"),
+    ("loss.near_weight=2", "loss.near_weight and loss.near_grad weigh the band of candidates after the positives, "
+                           "but loss.near=0 makes it empty: set loss.near >= 1"),
     ("data.feature_dropout=1", "data.feature_dropout: Input should be less than 1"),
     ("loss.sorter=bubble", "loss.sorter: Input should be 'softsort' or 'torchsort'"),
     ("tau", "override 'tau' is not key=value"),
