@@ -78,12 +78,8 @@ def sorted_nce(
     others[torch.arange(a, device=dist.device), own] = False
     cols = torch.arange(c, device=dist.device).expand(a, c)[others].view(a, c - 1)
     own_sim = F.cosine_similarity(z_anchor, z_cand[own], dim=1)[:, None]
-    if m > 1:
+    if m > 1 or near:  # with m = 1 nothing is mined, but the sort still finds the near band
         mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, m - 1, cols=cols, **band)
-    elif near:  # nothing to mine, but the sort still finds the near band: the top slots, pulled by none
-        mined = sorter.arrange(dist.gather(1, cols), z_anchor, z_cand, near, cols=cols)
-        mined.neg = 1.0 + (near_weight - 1.0) * (mined.pos if near_grad else mined.pos.detach())
-        mined.pos = torch.zeros_like(mined.pos)
     else:  # nothing to mine: every other candidate is a negative and the sorter is not needed
         sim = cosine_matrix(z_anchor, z_cand).gather(1, cols)
         mined = Slots(sim=sim, pos=torch.zeros_like(sim), neg=torch.ones_like(sim))

@@ -41,7 +41,7 @@ class Sorter(ABC):
                 near_grad: bool = True) -> Slots:
         """dist (a, c') Hamming distances; z_anchor (a, d) and z_cand (c, d) unit latents.
 
-        The first m sorted slots are positives, the rest negatives; the `near` slots right after the positives
+        The first m sorted slots are positives (m may be 0), the rest negatives; the `near` slots right after the positives
         weigh near_weight as negatives (0: neither positives nor negatives); without near_grad the band's
         membership passes no gradient to the distances, so that it reweighs the latents' negatives only.
         cols (a, c'), if given, says which candidate column each entry of dist refers to (each anchor may see
@@ -85,7 +85,7 @@ class TorchSort(Sorter):
 
     def arrange(self, dist, z_anchor, z_cand, m, cols=None, near=0, near_weight=0.0, near_grad=True):
         ranks = self.ranks(dist)
-        w = soft_top_m(ranks, m)
+        w = soft_top_m(ranks, m) if m else torch.zeros_like(ranks)
         sim = cosine_matrix(z_anchor, z_cand)
         if cols is not None:
             sim = sim.gather(1, cols)
