@@ -186,7 +186,8 @@ METHODS: dict[str, list[str] | None] = {
     **{f"NSH torchsort, own view + {mined} + code NT-Xent {rest}, feature dropout {d}, lr {lr}, batch 128": [
            *TUNED, *form, f"data.feature_dropout={d}", f"train.lr={float(lr)}"]
        for mined, rest, form in (
-           ("1 mined at weight 0.9 warmed up over 10 epochs", "3.1 at code tau 0.22, SortedNCE tau 0.65, steepness 0.35",
+           ("1 mined at weight 0.9 warmed up over 10 epochs",
+            "3.1 at code tau 0.22, SortedNCE tau 0.65, steepness 0.35",
             ["loss.m=2", "loss.mined_weight=0.9", "loss.mined_warmup=10", "loss.code_weight=3.1", "loss.code_tau=0.22",
              "loss.tau=0.65", "loss.steepness=0.35"]),
            ("3 mined at weight 0.9", "0.67 at code tau 0.2, SortedNCE tau 0.9, steepness 0.22",

@@ -41,8 +41,8 @@ class Sorter(ABC):
                 near_grad: bool = True) -> Slots:
         """dist (a, c') Hamming distances; z_anchor (a, d) and z_cand (c, d) unit latents.
 
-        The first m sorted slots are positives (m may be 0), the rest negatives; the `near` slots right after the positives
-        weigh near_weight as negatives (0: neither positives nor negatives); without near_grad the band's
+        The first m sorted slots are positives (m may be 0), the rest negatives; the `near` slots right after the
+        positives weigh near_weight as negatives (0: neither positives nor negatives); without near_grad the band's
         membership passes no gradient to the distances, so that it reweighs the latents' negatives only.
         cols (a, c'), if given, says which candidate column each entry of dist refers to (each anchor may see
         a different subset of the candidates); by default c' = c and entry j is candidate j.
