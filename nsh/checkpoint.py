@@ -1,6 +1,8 @@
 """Checkpoints: plain tensors and primitives only, so they load with torch.load(weights_only=True).
 
 A frozen backbone's weights are not stored (they come from its pretrained source); everything trainable is.
+"model" holds the weights that were validated and that encoding uses: under train.ema_decay their moving average,
+with the optimiser's own weights beside them as "trained_model", which only a resumed run needs.
 Files are written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ def model_state(model: Hasher) -> dict:
 
 def save(directory: str | Path, model: Hasher, config: Config, epoch: int, metrics: dict,
          optimizer: torch.optim.Optimizer | None = None, history: list | None = None,
-         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
+         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, trained: Hasher | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -41,6 +43,8 @@ def save(directory: str | Path, model: Hasher, config: Config, epoch: int, metri
         "metrics": {k: float(v) for k, v in metrics.items()},
         "history": history or [],
     }
+    if trained is not None:
+        payload["trained_model"] = model_state(trained)
     path = directory / CHECKPOINT_FILE
     tmp = directory / f".{CHECKPOINT_FILE}.{os.getpid()}.tmp"
     torch.save(payload, tmp)

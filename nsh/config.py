@@ -103,6 +103,9 @@ class TrainConfig(Section):
     backbone_lr: float | None = Field(None, gt=0, description="learning rate of a fine-tuned backbone (the heads "
                                       "keep train.lr); None: train.lr for both")
     weight_decay: float = Field(1e-5, ge=0)
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="validate, keep and export an exponential moving "
+                                    "average of the weights, updated every step at this decay; None: the weights "
+                                    "as trained")
     seed: int = 0
     val_k: int | None = Field(None, ge=1, description="validation mAP cutoff; None: eval.k scaled to the "
                               "validation database (nsh.training.validation_k)")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from nsh import checkpoint as ckpt_io
@@ -245,7 +246,8 @@ def training_data(cfg, model, corpus, split, device, log):
 # train.epochs may grow (a finished run continues), paths, workers, logging and tracking may change.
 RUN_DEFINING = ("model.", "loss.", "data.dataset", "data.image_size", "data.cache_views", "data.feature_dropout",
                 "data.augment_on",
-                "train.lr", "train.backbone_lr", "train.batch_size", "train.weight_decay", "train.seed", "train.val_k")
+                "train.lr", "train.backbone_lr", "train.batch_size", "train.weight_decay", "train.ema_decay", "train.seed",
+                "train.val_k")
 
 
 def check_same_run(saved: dict, cfg: Config, where) -> None:
@@ -331,13 +333,22 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
     steps = cfg.train.epochs * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
 
+    # Buffers are averaged too: BatchNorm statistics must match the averaged weights they normalise for.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True) \
+        if cfg.train.ema_decay else None
+    selected = model if ema is None else ema.module  # the weights validated, checkpointed and exported
+
     result, start_epoch = FitResult(val_k=evaluator.k), 0
     resume = session.latest_checkpoint()
     if resume is not None or cfg.train.resume_from:
         state = ckpt_io.load(resume or cfg.train.resume_from)
         if resume is not None:
             check_same_run(state["config"], cfg, resume)
-        ckpt_io.restore_model(model, state["model"], str(resume or cfg.train.resume_from))
+        trained = state.get("trained_model", state["model"]) if resume is not None else state["model"]
+        ckpt_io.restore_model(model, trained, str(resume or cfg.train.resume_from))
+        if resume is not None and ema is not None:  # the average continues; a fresh one would restart from the
+            ckpt_io.restore_model(ema.module, state["model"], str(resume))  # trained weights alone
+            ema.n_averaged.fill_((int(state["epoch"]) + 1) * len(loader))
         if resume is not None:  # the same run continuing: optimiser, schedule and history too
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -388,12 +399,14 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(loss.item())
             seen += n
             if session.rank == 0 and (step + 1) % cfg.train.log_every == 0:
                 log(f"epoch {epoch + 1}/{cfg.train.epochs} step {step + 1}/{len(loader)} "
                     f"loss {np.mean(losses[-cfg.train.log_every:]):.4f} ({seen / (time.time() - t0):.0f} items/s)")
-        val = evaluator(model)
+        val = evaluator(selected)
         metrics = {"epoch": epoch, "loss": float(np.mean(losses)), "val_map": val,
                    "epoch_seconds": time.time() - t0}
         result.history.append(metrics)
@@ -408,7 +421,8 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         with tempfile.TemporaryDirectory() as tmp:
             written = None
             if session.rank == 0:
-                ckpt_io.save(tmp, model, cfg, epoch, metrics, opt, result.history, sched)
+                ckpt_io.save(tmp, selected, cfg, epoch, metrics, opt, result.history, sched,
+                             trained=model if ema is not None else None)
                 written = Path(tmp)
             session.report(metrics, written)
     return result

@@ -5,7 +5,8 @@ import torch
 
 from nsh import checkpoint as ckpt_io
 from nsh.config import load_config
-from nsh.training import LocalSession, best_checkpoint, build_loss, fit, load_data, training_data, validation_k
+from nsh.training import (Evaluator, LocalSession, best_checkpoint, build_loss, fit, load_data, training_data,
+                          validation_k)
 
 from conftest import REPO
 
@@ -85,9 +86,11 @@ class CrashAfter(LocalSession):
             raise RuntimeError("worker killed")
 
 
-def test_interrupted_training_resumes_from_its_last_checkpoint_to_the_same_result(tmp_path):
-    full = fit(tiny(tmp_path / "a", "train.epochs=4"), log=lambda *_: None)
-    crashed = tiny(tmp_path / "b", "train.epochs=4")
+@pytest.mark.parametrize("ema", [[], ["train.ema_decay=0.9"]], ids=["trained", "averaged"])
+def test_interrupted_training_resumes_from_its_last_checkpoint_to_the_same_result(tmp_path, ema):
+    whole = tiny(tmp_path / "a", "train.epochs=4", *ema)
+    full = fit(whole, log=lambda *_: None)
+    crashed = tiny(tmp_path / "b", "train.epochs=4", *ema)
     with pytest.raises(RuntimeError, match="worker killed"):
         fit(crashed, CrashAfter(crashed.output_dir, 1), log=lambda *_: None)
     lines = []
@@ -96,6 +99,20 @@ def test_interrupted_training_resumes_from_its_last_checkpoint_to_the_same_resul
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
     np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history], rtol=1e-5)
     assert resumed.history[-1]["val_map"] == pytest.approx(full.history[-1]["val_map"], abs=1e-9)
+    exported = [ckpt_io.load(LocalSession(c.output_dir).latest_checkpoint())["model"] for c in (whole, crashed)]
+    for k, v in exported[0].items():
+        torch.testing.assert_close(exported[1][k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_averaging_validates_and_exports_the_average_and_keeps_the_trained_weights_to_resume(tmp_path):
+    cfg = tiny(tmp_path, "train.epochs=2", "train.ema_decay=0.9")
+    history = fit(cfg, log=lambda *_: None).history
+    saved = ckpt_io.load(LocalSession(cfg.output_dir).latest_checkpoint())
+    assert not torch.allclose(saved["model"]["hash_head.net.0.weight"], saved["trained_model"]["hash_head.net.0.weight"])
+    model, _, _ = ckpt_io.load_model(LocalSession(cfg.output_dir).latest_checkpoint())
+    corpus, split = load_data(cfg)
+    assert Evaluator(cfg, model, corpus, split, "cpu", log=lambda *_: None)(model) == pytest.approx(
+        history[-1]["val_map"], abs=1e-9)  # the weights encoding uses are the ones validation scored
 
 
 def test_rerun_with_another_loss_in_the_same_output_dir_is_refused_with_the_fix(tmp_path):
