@@ -246,8 +246,8 @@ def training_data(cfg, model, corpus, split, device, log):
 # train.epochs may grow (a finished run continues), paths, workers, logging and tracking may change.
 RUN_DEFINING = ("model.", "loss.", "data.dataset", "data.image_size", "data.cache_views", "data.feature_dropout",
                 "data.augment_on",
-                "train.lr", "train.backbone_lr", "train.batch_size", "train.weight_decay", "train.ema_decay", "train.seed",
-                "train.val_k")
+                "train.lr", "train.backbone_lr", "train.batch_size", "train.weight_decay", "train.ema_decay",
+                "train.seed", "train.val_k")
 
 
 def check_same_run(saved: dict, cfg: Config, where) -> None:

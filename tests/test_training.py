@@ -108,7 +108,8 @@ def test_weight_averaging_validates_and_exports_the_average_and_keeps_the_traine
     cfg = tiny(tmp_path, "train.epochs=2", "train.ema_decay=0.9")
     history = fit(cfg, log=lambda *_: None).history
     saved = ckpt_io.load(LocalSession(cfg.output_dir).latest_checkpoint())
-    assert not torch.allclose(saved["model"]["hash_head.net.0.weight"], saved["trained_model"]["hash_head.net.0.weight"])
+    weight = "hash_head.net.0.weight"
+    assert not torch.allclose(saved["model"][weight], saved["trained_model"][weight])
     model, _, _ = ckpt_io.load_model(LocalSession(cfg.output_dir).latest_checkpoint())
     corpus, split = load_data(cfg)
     assert Evaluator(cfg, model, corpus, split, "cpu", log=lambda *_: None)(model) == pytest.approx(
