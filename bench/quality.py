@@ -346,6 +346,9 @@ def main():
     p.add_argument("--bits", type=int, nargs="+")
     p.add_argument("--epochs", type=int, help="default: the config's train.epochs (8 with --quick)")
     p.add_argument("--methods", nargs="+", help="run only methods whose name contains one of these words")
+    p.add_argument("--view-seed", type=int, default=0, help="seed of the cached augmented views every trained method "
+                   "shares (default 0): another seed is another draw of the training views, to check that a lead "
+                   "is not one draw's luck; its own section, since its scores do not pool with the default's")
     p.add_argument("--tag", help="name of this bench's results; default <config name>[_quick]")
     p.add_argument("--finetune", type=int, metavar="N", help="then fine-tune every trained method end to end for N "
                    "epochs from its best epoch (see FINETUNE); image datasets only")
@@ -369,7 +372,7 @@ def main():
     work = ROOT / "runs" / "quality" / tag
     shared = (QUICK if a.quick else []) + a.overrides + [
         f"data.split_file={work / 'split.json'}", f"data.cache_dir={ROOT / 'runs' / 'quality' / 'cache'}",
-        "data.view_seed=0", "mlflow.experiment=nsh-quality"]
+        f"data.view_seed={a.view_seed}", "mlflow.experiment=nsh-quality"]
     if a.epochs or a.quick:
         shared.append(f"train.epochs={a.epochs or 8}")
     cfg = load_config(a.config, shared)
@@ -449,6 +452,7 @@ def main():
         "command": "python bench/quality.py " + shlex.join(with_whole_names(sys.argv[1:], "--methods", list(methods))),
         "backbone": f"{cfg.model.backbone} (frozen, pretrained) at {cfg.data.image_size} px, "
                     f"{cfg.data.cache_views} cached augmented views per training image" + (
+                        f" (view seed {a.view_seed})" if a.view_seed else "") + (
                         f"; rows ending '{FINETUNED}': the whole model, {a.finetune} more epochs from that method's "
                         f"best epoch, on online views ({' '.join(FINETUNE)})" if a.finetune else ""),
         "protocol": {s: len(feats[s][0]) for s in ("train", "query", "database")} | {"k": k},

@@ -114,3 +114,32 @@ def test_set_overrides_win_over_a_methods_own_setting_where_plain_overrides_yiel
     assert forced.loss.tau == 0.3 and forced.model.nbits == 16  # --set changes only what it names
     # and the row says so, since the method's name promises batch 128
     assert labelled(name, []) == name and labelled(name, ["train.batch_size=64"]).endswith("[set train.batch_size=64]")
+
+
+def test_view_seed_trains_on_another_draw_of_cached_views_and_keeps_its_runs_out_of_the_default_section(
+        tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    import bench.quality as quality
+    from nsh import checkpoint as ckpt_io
+    from nsh.training import LocalSession
+
+    monkeypatch.setattr(quality, "ROOT", tmp_path)
+    monkeypatch.setattr(quality, "RESULTS", tmp_path / "docs" / "results")
+    baseline = "NT-Xent on codes (CIBHash core)"
+    common = ["quality.py", "--config", str(REPO / "conf" / "test_tiny.yaml"), "--seeds", "0", "--bits", "16",
+              "--epochs", "1", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "data.train_per_class=8"]
+    monkeypatch.setattr(sys, "argv", common + ["--tag", "drawn", "--methods", "LSH"])
+    quality.main()
+    monkeypatch.setattr(sys, "argv", common + ["--tag", "redrawn", "--view-seed", "1", "--methods", baseline])
+    quality.main()
+    run = tmp_path / "runs" / "quality" / "redrawn" / f"{quality.slug(baseline)}_b16_s0"
+    assert ckpt_io.load(LocalSession(run).best_checkpoint())["config"]["data"]["view_seed"] == 1
+    record = json.loads((tmp_path / "docs" / "results" / "redrawn.json").read_text())
+    assert "(view seed 1)" in record["backbone"]
+    # the default section's runs trained on view seed 0: a view-seed-1 row may not join them
+    monkeypatch.setattr(sys, "argv", common + ["--tag", "drawn", "--view-seed", "1", "--add", "--methods", "PCA"])
+    with pytest.raises(SystemExit):
+        quality.main()
+    assert "section drawn holds runs with another backbone" in capsys.readouterr().err
