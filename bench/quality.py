@@ -252,6 +252,17 @@ def run_overrides(shared: list[str], method: list[str] | None, forced: list[str]
     return shared + (method or []) + forced + [f"model.nbits={bits}", f"train.seed={seed}"]
 
 
+def view_seed_arg(value: str) -> int | str:
+    """--view-seed's value: a number, or 'seed'."""
+    if value == "seed":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is no view seed: give a number, or 'seed' for one draw of the "
+                                         "views per training seed") from None
+
+
 def labelled(name: str, forced: list[str]) -> str:
     """A trained method's row name under --set or --finetune-set: its own name, then what they changed."""
     return f"{name} [set {' '.join(forced)}]" if forced else name
@@ -346,9 +357,10 @@ def main():
     p.add_argument("--bits", type=int, nargs="+")
     p.add_argument("--epochs", type=int, help="default: the config's train.epochs (8 with --quick)")
     p.add_argument("--methods", nargs="+", help="run only methods whose name contains one of these words")
-    p.add_argument("--view-seed", type=int, default=0, help="seed of the cached augmented views every trained method "
-                   "shares (default 0): another seed is another draw of the training views, to check that a lead "
-                   "is not one draw's luck; its own section, since its scores do not pool with the default's")
+    p.add_argument("--view-seed", type=view_seed_arg, default=0, help="seed of the cached augmented views every "
+                   "trained method shares (default 0): another number is another draw of the training views; 'seed' "
+                   "gives each training seed its own draw, so that the spread over seeds includes the draw's. Either "
+                   "is a section of its own, since its scores do not pool with the default's")
     p.add_argument("--tag", help="name of this bench's results; default <config name>[_quick]")
     p.add_argument("--finetune", type=int, metavar="N", help="then fine-tune every trained method end to end for N "
                    "epochs from its best epoch (see FINETUNE); image datasets only")
@@ -372,7 +384,7 @@ def main():
     work = ROOT / "runs" / "quality" / tag
     shared = (QUICK if a.quick else []) + a.overrides + [
         f"data.split_file={work / 'split.json'}", f"data.cache_dir={ROOT / 'runs' / 'quality' / 'cache'}",
-        f"data.view_seed={a.view_seed}", "mlflow.experiment=nsh-quality"]
+        "mlflow.experiment=nsh-quality"] + ([] if a.view_seed == "seed" else [f"data.view_seed={a.view_seed}"])
     if a.epochs or a.quick:
         shared.append(f"train.epochs={a.epochs or 8}")
     cfg = load_config(a.config, shared)
@@ -407,7 +419,8 @@ def main():
             for s in seeds:
                 t = time.time()
                 folder = work / f"{slug(name)}_b{b}_s{s}"
-                run = run_overrides(shared, extra, a.set, b, s)
+                run = run_overrides(shared + ([f"data.view_seed={s}"] if a.view_seed == "seed" else []), extra,
+                                    a.set, b, s)
                 run_cfg = load_config(a.config, run + [f"output_dir={folder}"])
                 if extra is None:
                     enc = fitted_encoder(name, feats["train"][0], b, s)
@@ -452,7 +465,8 @@ def main():
         "command": "python bench/quality.py " + shlex.join(with_whole_names(sys.argv[1:], "--methods", list(methods))),
         "backbone": f"{cfg.model.backbone} (frozen, pretrained) at {cfg.data.image_size} px, "
                     f"{cfg.data.cache_views} cached augmented views per training image" + (
-                        f" (view seed {a.view_seed})" if a.view_seed else "") + (
+                        {0: "", "seed": " (each training seed its own draw)"}.get(a.view_seed,
+                                                                                f" (view seed {a.view_seed})")) + (
                         f"; rows ending '{FINETUNED}': the whole model, {a.finetune} more epochs from that method's "
                         f"best epoch, on online views ({' '.join(FINETUNE)})" if a.finetune else ""),
         "protocol": {s: len(feats[s][0]) for s in ("train", "query", "database")} | {"k": k},

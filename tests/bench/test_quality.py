@@ -116,7 +116,7 @@ def test_set_overrides_win_over_a_methods_own_setting_where_plain_overrides_yiel
     assert labelled(name, []) == name and labelled(name, ["train.batch_size=64"]).endswith("[set train.batch_size=64]")
 
 
-def test_view_seed_trains_on_another_draw_of_cached_views_and_keeps_its_runs_out_of_the_default_section(
+def test_view_seed_draws_other_views_or_one_draw_per_training_seed_and_keeps_its_runs_out_of_the_default_section(
         tmp_path, monkeypatch, capsys):
     import json
     import sys
@@ -132,14 +132,20 @@ def test_view_seed_trains_on_another_draw_of_cached_views_and_keeps_its_runs_out
               "--epochs", "1", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "data.train_per_class=8"]
     monkeypatch.setattr(sys, "argv", common + ["--tag", "drawn", "--methods", "LSH"])
     quality.main()
-    monkeypatch.setattr(sys, "argv", common + ["--tag", "redrawn", "--view-seed", "1", "--methods", baseline])
+    # each training seed its own draw: seed 1 trains on the views of view seed 1, not on the default's
+    monkeypatch.setattr(sys, "argv", common[:common.index("--seeds")] + ["--seeds", "1"] + common[
+        common.index("--bits"):] + ["--tag", "redrawn", "--view-seed", "seed", "--methods", baseline])
     quality.main()
-    run = tmp_path / "runs" / "quality" / "redrawn" / f"{quality.slug(baseline)}_b16_s0"
+    run = tmp_path / "runs" / "quality" / "redrawn" / f"{quality.slug(baseline)}_b16_s1"
     assert ckpt_io.load(LocalSession(run).best_checkpoint())["config"]["data"]["view_seed"] == 1
     record = json.loads((tmp_path / "docs" / "results" / "redrawn.json").read_text())
-    assert "(view seed 1)" in record["backbone"]
-    # the default section's runs trained on view seed 0: a view-seed-1 row may not join them
+    assert "(each training seed its own draw)" in record["backbone"]
+    # the default section's runs trained on view seed 0: a row of another draw may not join them
     monkeypatch.setattr(sys, "argv", common + ["--tag", "drawn", "--view-seed", "1", "--add", "--methods", "PCA"])
     with pytest.raises(SystemExit):
         quality.main()
     assert "section drawn holds runs with another backbone" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", common + ["--tag", "drawn", "--view-seed", "each", "--methods", "PCA"])
+    with pytest.raises(SystemExit):  # and a view seed that is neither a number nor 'seed' is refused before any run
+        quality.main()
+    assert "'each' is no view seed: give a number, or 'seed'" in capsys.readouterr().err
