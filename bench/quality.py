@@ -384,7 +384,7 @@ def main():
     work = ROOT / "runs" / "quality" / tag
     shared = (QUICK if a.quick else []) + a.overrides + [
         f"data.split_file={work / 'split.json'}", f"data.cache_dir={ROOT / 'runs' / 'quality' / 'cache'}",
-        "mlflow.experiment=nsh-quality"] + ([] if a.view_seed == "seed" else [f"data.view_seed={a.view_seed}"])
+        "mlflow.experiment=nsh-quality"]
     if a.epochs or a.quick:
         shared.append(f"train.epochs={a.epochs or 8}")
     cfg = load_config(a.config, shared)
@@ -419,8 +419,8 @@ def main():
             for s in seeds:
                 t = time.time()
                 folder = work / f"{slug(name)}_b{b}_s{s}"
-                run = run_overrides(shared + ([f"data.view_seed={s}"] if a.view_seed == "seed" else []), extra,
-                                    a.set, b, s)
+                views = s if a.view_seed == "seed" else a.view_seed  # the plain features of `cfg` need none
+                run = run_overrides(shared + [f"data.view_seed={views}"], extra, a.set, b, s)
                 run_cfg = load_config(a.config, run + [f"output_dir={folder}"])
                 if extra is None:
                     enc = fitted_encoder(name, feats["train"][0], b, s)
