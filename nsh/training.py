@@ -265,6 +265,8 @@ def run_defining(cfg: Config) -> dict:
     keys = {k: v for k, v in cfg.flat().items() if k.startswith(RUN_DEFINING)}
     if cfg.loss.name == "nt_xent":  # the baseline reads only its temperature of the loss section
         keys = {k: v for k, v in keys.items() if not k.startswith("loss.") or k in ("loss.name", "loss.tau")}
+    if cfg.data.cache_views:  # the draw the heads trained on; compared as drawn, so None and its train.seed agree
+        keys["data.view_seed"] = view_seed(cfg)
     return keys
 
 

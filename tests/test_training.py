@@ -123,6 +123,13 @@ def test_rerun_with_another_loss_in_the_same_output_dir_is_refused_with_the_fix(
     assert len(fit(tiny(tmp_path, "train.epochs=3"), log=lambda *_: None).history) == 3  # more epochs: allowed
 
 
+def test_rerun_on_another_draw_of_the_cached_views_is_refused_but_the_same_draw_named_explicitly_resumes(tmp_path):
+    fit(tiny(tmp_path, "train.seed=3"), log=lambda *_: None)  # view seed None: drawn with train.seed
+    with pytest.raises(ValueError, match=r"data\.view_seed: 3 -> 0.*new output_dir"):
+        fit(tiny(tmp_path, "train.seed=3", "data.view_seed=0"), log=lambda *_: None)
+    assert len(fit(tiny(tmp_path, "train.seed=3", "data.view_seed=3"), log=lambda *_: None).history) == 2
+
+
 def test_fine_tuning_starts_from_another_runs_weights(tmp_path):
     first = tiny(tmp_path / "a")
     fit(first, log=lambda *_: None)
