@@ -4,9 +4,8 @@ With a frozen backbone the heads are all that trains, so the backbone's work on 
 once. Views are drawn from a per-(item, view) seed, so the cache is reproducible, and it is written in
 chunks, so an interrupted run resumes where it stopped. Runs that share a cache folder (trials of a sweep,
 side-by-side bench runs) share the work: each chunk has its own file lock, a run computes the chunks no other
-run holds, then waits for the rest, and computes itself any chunk whose holder died without saving it. Two runs
-on one entry thus build it in about half the time instead of one waiting for the other, and each chunk is
-computed once.
+run holds, then waits for the rest, and computes itself any chunk whose holder died without saving it: no run
+sits idle on a lock while another computes, and each chunk is computed once.
 """
 from __future__ import annotations
 
