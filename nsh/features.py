@@ -60,25 +60,26 @@ def backbone_features(model: Hasher, corpus: Corpus, indices: np.ndarray, cache_
     """
     augmented = views > 0
     folder = Path(cache_dir) / cache_key(corpus, indices, model, size, views, seed)
-    final = folder / "features.npy"
+    builder = _ChunkBuilder(model, corpus, indices, folder, views, seed, size, batch_size, device, workers, log, chunk)
+    final = builder.final
     if final.is_file():
         return np.load(final)
     folder.mkdir(parents=True, exist_ok=True)
-    builder = _ChunkBuilder(model, corpus, indices, folder, views, seed, size, batch_size, device, workers, log, chunk)
     starts = range(0, len(indices), chunk)
     for c in starts:  # first pass: the chunks nobody else is computing
         builder.build(c, wait=False)
     for c in starts:  # second pass: wait for the others' chunks, and redo any whose holder died
         builder.build(c, wait=True)
     with FileLock(str(folder) + ".lock"):
-        if not final.is_file():  # another run may have assembled it while this one waited
-            feats = np.concatenate([np.load(builder.part(c)) for c in starts])
-            feats = feats if augmented else feats[:, 0]
-            np.save(folder / "features.tmp.npy", feats)
-            (folder / "features.tmp.npy").replace(final)
-            for leftover in [*folder.glob("part_*.npy"), *folder.glob("part_*.npy.lock")]:
-                leftover.unlink()  # final is saved first, so a run that finds a part gone finds final instead
-    return np.load(final)
+        if final.is_file():  # assembled by another run while this one waited
+            return np.load(final)
+        feats = np.concatenate([np.load(builder.part(c)) for c in starts])
+        feats = feats if augmented else feats[:, 0]
+        np.save(folder / "features.tmp.npy", feats)
+        (folder / "features.tmp.npy").replace(final)
+        for leftover in [*folder.glob("part_*.npy"), *folder.glob("part_*.npy.lock")]:
+            leftover.unlink()  # final is saved first, so a run that finds a part gone finds final instead
+        return feats
 
 
 class _ChunkBuilder:
@@ -86,6 +87,7 @@ class _ChunkBuilder:
 
     def __init__(self, model, corpus, indices, folder, views, seed, size, batch_size, device, workers, log, chunk):
         self.model, self.corpus, self.indices, self.folder = model, corpus, indices, folder
+        self.final = folder / "features.npy"
         self.n_views, self.seed = max(views, 1), seed
         self.transform = (train_view if views > 0 else eval_view)(size, model.mean, model.std)
         self.batch_size, self.device, self.workers, self.log, self.chunk = batch_size, device, workers, log, chunk
@@ -98,8 +100,8 @@ class _ChunkBuilder:
         """Make sure the chunk starting at `lo` is on disk; without `wait`, leave it to a run that holds its lock."""
         part = self.part(lo)
 
-        def done() -> bool:
-            return part.is_file() or (self.folder / "features.npy").is_file()
+        def done() -> bool:  # the entry's final file outlives its parts
+            return part.is_file() or self.final.is_file()
 
         if done():
             return
