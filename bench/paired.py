@@ -12,7 +12,9 @@ at each code length over the pooled seeds (the highest mean best_val_map), as th
 
     python bench/paired.py --pick --bits 16 32 64 --a NSH --b NT-Xent --sections cifar10_160px_lite2 \
         cifar10_160px_lite2_seeds34
-"Clears the spread" is the bar of issue 5: the mean lead above both methods' sample std over seeds.
+"Clears the spread" is the bar of issue 5: the mean lead above both methods' sample std over seeds. --metric compares
+another of the rows' test scores (the pick stays on validation mAP), e.g. pr_area, the area under the whole database's
+P-R curve, which rows hold from session 39 on.
 """
 from __future__ import annotations
 
@@ -49,9 +51,13 @@ def _put(got: dict, key: tuple[int, int], value: float, name: str, tag: str) -> 
     got[key] = value
 
 
+METRICS = ("map", "map_tie_aware", "precision_h2", "pr_area")
+
+
 def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS,
-           seeds: list[int] | None = None) -> dict[tuple[int, int], float]:
-    """(bits, seed) -> test mAP of the one method per section whose row name starts with prefix."""
+           seeds: list[int] | None = None, metric: str = "map") -> dict[tuple[int, int], float]:
+    """(bits, seed) -> test score (mAP unless metric names another) of the one method per section whose row name
+    starts with prefix; rows without that score are left out."""
     got: dict[tuple[int, int], float] = {}
     rows = _rows(sections, prefix, finetuned, folder, seeds)
     for tag in sections:
@@ -59,15 +65,17 @@ def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RES
         if len(names) > 1:
             raise SystemExit(f"{prefix!r} matches {len(names)} methods in {tag}: {names}; give more of the name")
     for tag, r in rows:
-        _put(got, (r["bits"], r["seed"]), r["map"], prefix, tag)
+        if metric in r:
+            _put(got, (r["bits"], r["seed"]), r[metric], prefix, tag)
     return got
 
 
 def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder: Path = RESULTS,
-           seeds: list[int] | None = None) -> list[dict]:
+           seeds: list[int] | None = None, metric: str = "map") -> list[dict]:
     """The methods whose name starts with prefix at one code length, best mean validation mAP first.
 
-    Each: {"method", "val": mean best_val_map, "scores": (bits, seed) -> test mAP}. Only the methods scored on as
+    Each: {"method", "val": mean best_val_map, "scores": (bits, seed) -> test score (metric; seeds without it left
+    out)}. Only the methods scored on as
     many seeds as the best-covered one compete: a validation mean over fewer seeds is not the same measure.
     With seeds, only those seeds count (a screen run on fewer seeds than the forms it is ranked against).
     """
@@ -77,7 +85,9 @@ def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder:
         if r["bits"] == bits and "best_val_map" in r:
             key = (bits, r["seed"])
             _put(val.setdefault(r["method"], {}), key, r["best_val_map"], r["method"], tag)
-            _put(test.setdefault(r["method"], {}), key, r["map"], r["method"], tag)
+            test.setdefault(r["method"], {})
+            if metric in r:
+                _put(test[r["method"]], key, r[metric], r["method"], tag)
     if not val:
         raise SystemExit(f"no method starting with {prefix!r} has validation scores at {bits} bits in {sections}")
     most = max(map(len, val.values()))
@@ -90,7 +100,8 @@ def compare(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float], bi
     """The paired comparison at one code length over the seeds both methods have (at least two)."""
     seeds = sorted(s for (n, s) in a if n == bits and (n, s) in b)
     if len(seeds) < 2:
-        raise SystemExit(f"{bits} bits: both methods scored on {len(seeds)} seed(s); a spread needs two")
+        raise SystemExit(f"{bits} bits: both methods scored on {len(seeds)} seed(s); a spread needs two (a score "
+                         "that older rows lack, such as pr_area, counts only the seeds that have it)")
     xa, xb = [a[bits, s] for s in seeds], [b[bits, s] for s in seeds]
     lead = [p - q for p, q in zip(xa, xb)]
     std_a, std_b, mean_lead = statistics.stdev(xa), statistics.stdev(xb), statistics.mean(lead)
@@ -121,11 +132,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--bits", nargs="+", type=int, required=True)
     p.add_argument("--finetuned", action="store_true", help="the rows ending ', then fine-tuned' (else the others)")
     p.add_argument("--seeds", nargs="+", type=int, help="only these seeds (default: every seed both sides have)")
+    p.add_argument("--metric", choices=METRICS, default="map", help="the test score to compare (default: mAP@k)")
     p.add_argument("--pick", action="store_true", help="--a and --b start families of methods; compare the ones that "
                                                        "validation picks at each code length")
     args = p.parse_args(argv)
     if not args.pick:
-        a, b = (scores(args.sections, name, args.finetuned, seeds=args.seeds) for name in (args.a, args.b))
+        a, b = (scores(args.sections, name, args.finetuned, seeds=args.seeds, metric=args.metric)
+                for name in (args.a, args.b))
         results = [compare(a, b, n) for n in args.bits]
         print(f"a: {args.a}\nb: {args.b}\n" + "\n".join(table(results)))
         return results
@@ -133,12 +146,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for n in args.bits:
         picks = []
         for side, prefix in (("a", args.a), ("b", args.b)):
-            ranking = ranked(args.sections, prefix, args.finetuned, n, seeds=args.seeds)
+            ranking = ranked(args.sections, prefix, args.finetuned, n, seeds=args.seeds, metric=args.metric)
             print(f"{n} bits, {side} ({prefix}...), by mean validation mAP over {len(ranking[0]['scores'])} seeds:")
             for c in ranking:
                 test = list(c["scores"].values())
                 spread = statistics.stdev(test) if len(test) > 1 else 0.0
-                print(f"  val {c['val']:.4f}  test {statistics.mean(test):.4f} ± {spread:.4f}  {c['method']}")
+                got = f"{statistics.mean(test):.4f} ± {spread:.4f}" if test else "none"
+                print(f"  val {c['val']:.4f}  test {args.metric} {got} ({len(test)} seeds)  {c['method']}")
             picks.append(ranking[0])
         results.append(compare(picks[0]["scores"], picks[1]["scores"], n))
     print("\n".join(table(results)))

@@ -444,7 +444,8 @@ def main():
                     t = time.time()
                     m = evaluate(q, db, q_labels, db_labels, k)
                     row = {"method": method, "bits": b, "seed": s, "map": m.map_at_k,
-                           "map_tie_aware": m.tie_aware_map_at_k, "precision_h2": m.precision_at_radius2, **info,
+                           "map_tie_aware": m.tie_aware_map_at_k, "precision_h2": m.precision_at_radius2,
+                           "pr_area": m.pr_area, **info,
                            "seconds": spent + time.time() - t}
                     if s == seeds[0]:  # in the row, so that an --add call redraws the section's other curves
                         row["pr"] = {"precision": json_floats(m.pr_precision), "recall": json_floats(m.pr_recall)}
@@ -538,7 +539,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for (method, b), rs in groups.items():
         agg = {"method": method, "bits": b, "n": len(rs)}
-        for key in ("map", "map_tie_aware", "precision_h2", "best_val_map"):
+        for key in ("map", "map_tie_aware", "precision_h2", "pr_area", "best_val_map"):
             vals = [r[key] for r in rs if key in r]
             if vals:
                 agg[key] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
@@ -593,20 +594,22 @@ def render_summary() -> None:
                   f"- machine: {r['machine']}; wall time {r['wall_seconds'] / 60:.1f} min{trained}; "
                   f"MLflow run `{r['mlflow_run_id']}`", ""]
         for metric, title in (("map", f"mAP@{r['protocol']['k']}"), ("map_tie_aware", "tie-aware mAP"),
-                              ("precision_h2", "P@H≤2"), ("best_val_map", "best validation mAP")):
-            lines += [f"**{title}**", "", "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",
-                      "|---|" + "---|" * len(bits)]
+                              ("precision_h2", "P@H≤2"), ("pr_area", "area under the P–R curve (whole database)"),
+                              ("best_val_map", "best validation mAP")):
+            body = []
             for method in dict.fromkeys(a["method"] for a in agg):
                 if method.startswith("float"):
                     if metric == "map":
                         ceiling = next(a for a in agg if a["method"] == method)["map"][0]
-                        lines.append(f"| {method} | " + " | ".join(f"{ceiling:.4f}" for _ in bits) + " |")
+                        body.append(f"| {method} | " + " | ".join(f"{ceiling:.4f}" for _ in bits) + " |")
                     continue
                 cells = [_cell(next((a.get(metric) for a in agg if a["method"] == method and a["bits"] == b), None))
                          for b in bits]
                 if any(cells):
-                    lines.append(f"| {method} | " + " | ".join(cells) + " |")
-            lines.append("")
+                    body.append(f"| {method} | " + " | ".join(cells) + " |")
+            if body:  # sections written before a metric existed have no table of it
+                lines += [f"**{title}**", "", "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",
+                          "|---|" + "---|" * len(bits), *body, ""]
         choice = validation_choice(agg)
         forms = [family(m) for m in {a["method"] for a in agg}]
         if any(f and forms.count(f) > 1 for f in forms):

@@ -9,6 +9,8 @@ Every metric here ranks the database by Hamming distance to each query. Relevanc
 - `tie_aware_map_at_k`: the expectation of the same AP over uniformly random orders inside every group of
   tied distances (McSherry & Najork, ECIR 2008), computed exactly, not sampled.
 - `pr_curve`, `precision_at_radius`: precision and recall of the set within Hamming radius r.
+- `pr_area`: the area under such a curve, one number per run for what the curve shows over the whole
+  database, where mAP@k sees only the top k.
 
 All of them share one vectorised pass (`evaluate`), so asking for everything costs one distance matrix per
 chunk of queries.
@@ -36,11 +38,16 @@ class RetrievalMetrics:
     pr_recall: np.ndarray
     k: int
 
+    @property
+    def pr_area(self) -> float:
+        return pr_area(self.pr_precision, self.pr_recall)
+
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         return {
             f"{prefix}map_at_{self.k}": self.map_at_k,
             f"{prefix}map_at_{self.k}_tie_aware": self.tie_aware_map_at_k,
             f"{prefix}precision_h2": self.precision_at_radius2,
+            f"{prefix}pr_area": self.pr_area,
         }
 
 
@@ -121,6 +128,22 @@ def pr_curve(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray
     """Mean precision and recall of the set within Hamming radius r, for r = 0..nbits."""
     m = evaluate(query_codes, db_codes, query_labels, db_labels, k=1)
     return m.pr_precision, m.pr_recall
+
+
+def pr_area(precision, recall) -> float:
+    """Area under a P-R curve given radius by radius (`pr_curve`): trapezoids between radii, and below the first
+    radius's recall that radius's precision, which is what retrieving its set first earns there. Radii whose
+    precision is NaN (no query retrieves anything) are left out. 1.0 when every query's classmates, and only
+    they, sit at distance 0; for random codes about the share of relevant items."""
+    precision, recall = np.asarray(precision, float), np.asarray(recall, float)
+    if precision.shape != recall.shape or precision.ndim != 1:
+        raise ValueError(f"precision {precision.shape} and recall {recall.shape} must be 1-D curves of one length, "
+                         "radius by radius, as pr_curve returns them")
+    known = ~np.isnan(precision)
+    if not known.any():
+        raise ValueError("no radius retrieves anything (precision is NaN at every radius): the curve has no area")
+    p, r = precision[known], recall[known]
+    return float(p[0] * r[0] + np.sum((p[1:] + p[:-1]) / 2 * np.diff(r)))
 
 
 def precision_at_radius(query_codes, db_codes, query_labels, db_labels, radius: int = 2) -> float:

@@ -121,6 +121,43 @@ def test_pr_curve_and_radius_precision_match_naive():
     assert metrics.precision_at_radius(q, db, ql, dl, 2) == pytest.approx(np.mean(p2))
 
 
+def test_pr_area_hand_computed_with_the_first_radius_held_down_to_recall_zero_and_empty_radii_left_out():
+    # radius 0 retrieves nothing; radius 1: precision 1 at recall 0.5; radius 2: precision 0.5 at recall 1
+    assert metrics.pr_area([np.nan, 1.0, 0.5], [0.0, 0.5, 1.0]) == pytest.approx(1.0 * 0.5 + (1.0 + 0.5) / 2 * 0.5)
+    with pytest.raises(ValueError, match="no radius retrieves anything"):
+        metrics.pr_area([np.nan, np.nan], [0.0, 0.0])
+    with pytest.raises(ValueError, match="1-D curves of one length"):
+        metrics.pr_area([1.0, 0.5], [1.0])
+
+
+def test_pr_area_is_one_for_codes_that_put_every_class_at_distance_zero_and_near_the_class_share_for_random_codes():
+    bits = np.array([[1] * 8 + [-1] * 8, [-1] * 8 + [1] * 8])
+    labels = np.array([0, 1] * 20)
+    perfect = pack(bits[labels])
+    assert metrics.evaluate(perfect, perfect, labels, labels, k=5).pr_area == pytest.approx(1.0)
+    rng = np.random.default_rng(1)
+    q, db, ql, dl = random_case(rng, 40, 2000, 16, 4)
+    assert metrics.evaluate(q, db, ql, dl, k=5).pr_area == pytest.approx(0.25, abs=0.03)
+
+
+def test_pr_area_of_evaluate_matches_a_naive_trapezoid_over_the_naive_curve():
+    rng = np.random.default_rng(2)
+    q, db, ql, dl = random_case(rng, 7, 60, 16, 3)
+    dist, rel = np.array(naive_hamming(q, db)), np.array(naive_rel(ql, dl))
+    points = []
+    for r in range(17):
+        inside = dist <= r
+        got = [rel[i][inside[i]].mean() for i in range(len(q)) if inside[i].any()]
+        if got:
+            points.append((np.mean(got), np.mean([(rel[i] & inside[i]).sum() / rel[i].sum() for i in range(len(q))])))
+    area = points[0][0] * points[0][1]
+    for (p0, r0), (p1, r1) in zip(points, points[1:]):
+        area += (p0 + p1) / 2 * (r1 - r0)
+    m = metrics.evaluate(q, db, ql, dl, k=5)
+    assert m.pr_area == pytest.approx(area)
+    assert m.as_dict("test_")["test_pr_area"] == pytest.approx(area)
+
+
 def test_query_without_relevant_items_scores_zero():
     q = pack(np.ones((1, 8)))
     db = pack(np.ones((3, 8)))

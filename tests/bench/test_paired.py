@@ -73,3 +73,20 @@ def test_pick_ranks_a_family_by_mean_validation_over_its_best_covered_seeds_and_
     assert [c["method"] for c in on_seed_0] == [NSH + " + 4 mined", NSH + " + 2 mined", NSH + " + 3 mined"]
     with pytest.raises(SystemExit, match="no method starting with 'NT-Xent' has validation scores at 16 bits"):
         ranked(["first"], "NT-Xent", False, 16, tmp_path)
+
+
+def test_metric_pairs_another_test_score_on_the_seeds_that_have_it_while_validation_mAP_still_picks(tmp_path):
+    section(tmp_path, "old_and_new", [
+        val_row(NSH + " + 2 mined", 0, 0.61, 0.50), val_row(NSH + " + 2 mined", 1, 0.61, 0.51) | {"pr_area": 0.40},
+        val_row(NSH + " + 2 mined", 2, 0.61, 0.52) | {"pr_area": 0.42},
+        # the better P-R area, but validation ranks it second
+        val_row(NSH + " + 3 mined", 1, 0.60, 0.50) | {"pr_area": 0.60}, val_row(NSH + " + 3 mined", 2, 0.60, 0.50),
+        val_row(NSH + " + 3 mined", 0, 0.60, 0.50) | {"pr_area": 0.60},
+        val_row(BASE, 0, 0.55, 0.50), val_row(BASE, 1, 0.55, 0.50) | {"pr_area": 0.30},
+        val_row(BASE, 2, 0.55, 0.50) | {"pr_area": 0.31}])
+    got = ranked(["old_and_new"], "NSH", False, 16, tmp_path, metric="pr_area")
+    assert got[0]["method"] == NSH + " + 2 mined" and got[0]["scores"] == {(16, 1): 0.40, (16, 2): 0.42}
+    c = compare(got[0]["scores"], scores(["old_and_new"], BASE, False, tmp_path, metric="pr_area"), 16)
+    assert c["seeds"] == [1, 2] and c["lead"] == pytest.approx([0.10, 0.11])  # seed 0 stored no area: left out
+    with pytest.raises(SystemExit, match="1 seed.*counts only the seeds that have it"):
+        compare({(16, 1): 0.4}, {(16, 1): 0.3}, 16)

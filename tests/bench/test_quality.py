@@ -59,12 +59,14 @@ def test_finetune_adds_a_whole_model_row_per_method_from_its_best_frozen_epoch_a
     tuned = rows[baseline + quality.FINETUNED]
     assert tuned["epochs"] == 1 and 0 < tuned["map"] <= 1 and "best_val_map" in tuned
     assert "LSH" + quality.FINETUNED not in rows  # a fitted method has no backbone to tune
+    assert all(0 < r["pr_area"] <= 1 for r in rows.values() if r["bits"])  # every seed's, not only the plotted one's
 
     frozen_dir = tmp_path / "runs" / "quality" / "tiny_ft" / f"{quality.slug(baseline)}_b16_s0"
     state = ckpt_io.load(LocalSession(f"{frozen_dir}_ft1").best_checkpoint())
     assert state["config"]["train"]["resume_from"] == str(LocalSession(frozen_dir).best_checkpoint())
     assert any(k.startswith("backbone.") for k in state["model"])  # the backbone trained, and was saved
     assert "then fine-tuned" in (tmp_path / "docs" / "results.md").read_text()
+    assert "**area under the P–R curve (whole database)**" in (tmp_path / "docs" / "results.md").read_text()
 
     quality.main()  # a rerun reuses both stages and the fine-tuned run's codes: the same scores
     again = {r["method"]: r for r in json.loads((tmp_path / "docs" / "results" / "tiny_ft.json").read_text())["rows"]}
