@@ -74,9 +74,9 @@ def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder:
            seeds: list[int] | None = None, metric: str = "map") -> list[dict]:
     """The methods whose name starts with prefix at one code length, best mean validation mAP first.
 
-    Each: {"method", "val": mean best_val_map, "scores": (bits, seed) -> test score (metric; seeds without it left
-    out)}. Only the methods scored on as
-    many seeds as the best-covered one compete: a validation mean over fewer seeds is not the same measure.
+    Each: {"method", "val": mean best_val_map, "val_seeds": how many, "scores": (bits, seed) -> test score (metric;
+    seeds without it left out)}. Only the methods scored on as many seeds as the best-covered one compete: a
+    validation mean over fewer seeds is not the same measure.
     With seeds, only those seeds count (a screen run on fewer seeds than the forms it is ranked against).
     """
     val: dict[str, dict] = {}
@@ -91,7 +91,7 @@ def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder:
     if not val:
         raise SystemExit(f"no method starting with {prefix!r} has validation scores at {bits} bits in {sections}")
     most = max(map(len, val.values()))
-    out = [{"method": m, "val": statistics.mean(v.values()), "scores": test[m]}
+    out = [{"method": m, "val": statistics.mean(v.values()), "val_seeds": len(v), "scores": test[m]}
            for m, v in val.items() if len(v) == most]
     return sorted(out, key=lambda c: -c["val"])
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         picks = []
         for side, prefix in (("a", args.a), ("b", args.b)):
             ranking = ranked(args.sections, prefix, args.finetuned, n, seeds=args.seeds, metric=args.metric)
-            print(f"{n} bits, {side} ({prefix}...), by mean validation mAP over {len(ranking[0]['scores'])} seeds:")
+            print(f"{n} bits, {side} ({prefix}...), by mean validation mAP over {ranking[0]['val_seeds']} seeds:")
             for c in ranking:
                 test = list(c["scores"].values())
                 spread = statistics.stdev(test) if len(test) > 1 else 0.0

@@ -86,6 +86,7 @@ def test_metric_pairs_another_test_score_on_the_seeds_that_have_it_while_validat
         val_row(BASE, 2, 0.55, 0.50) | {"pr_area": 0.31}])
     got = ranked(["old_and_new"], "NSH", False, 16, tmp_path, metric="pr_area")
     assert got[0]["method"] == NSH + " + 2 mined" and got[0]["scores"] == {(16, 1): 0.40, (16, 2): 0.42}
+    assert got[0]["val_seeds"] == 3  # validation still counts every seed
     c = compare(got[0]["scores"], scores(["old_and_new"], BASE, False, tmp_path, metric="pr_area"), 16)
     assert c["seeds"] == [1, 2] and c["lead"] == pytest.approx([0.10, 0.11])  # seed 0 stored no area: left out
     with pytest.raises(SystemExit, match="1 seed.*counts only the seeds that have it"):
