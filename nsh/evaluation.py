@@ -11,7 +11,7 @@ from nsh.codes_io import CodeTable, read_codes
 from nsh.metrics import evaluate, relevance
 from nsh.search import HammingIndex
 
-METRIC_PREFIXES = ("map_at_", "precision_h")
+METRIC_PREFIXES = ("map_at_", "precision_h", "pr_area")
 
 
 def evaluate_tables(query: CodeTable, database: CodeTable, k: int):

@@ -58,6 +58,7 @@ def test_evaluate_reports_metrics_and_pictures_and_logs_them_to_the_models_run(p
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
     run = client.get_run(summary["run_id"])
     assert run.data.metrics["test_map_at_100"] == pytest.approx(result["map_at_100"])
+    assert 0 < result["pr_area"] <= 1 and run.data.metrics["test_pr_area"] == pytest.approx(result["pr_area"])
     assert {a.path for a in client.list_artifacts(summary["run_id"], "eval")} >= {"eval/pr_curve.png", "eval/retrieval_grid.png"}
 
 
