@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.quality import FINETUNED, RESULTS  # noqa: E402
+from bench.quality import FINETUNED, RESULTS, TEST_SCORES  # noqa: E402
 
 
 def _rows(sections: list[str], prefix: str, finetuned: bool, folder: Path,
@@ -49,9 +49,6 @@ def _put(got: dict, key: tuple[int, int], value: float, name: str, tag: str) -> 
         raise SystemExit(f"{name!r} at {key[0]} bits, seed {key[1]} scored {got[key]:.4f} and "
                          f"{value:.4f} in different sections ({tag} the second): pool sections of one setting")
     got[key] = value
-
-
-METRICS = ("map", "map_tie_aware", "precision_h2", "pr_area")
 
 
 def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS,
@@ -132,7 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--bits", nargs="+", type=int, required=True)
     p.add_argument("--finetuned", action="store_true", help="the rows ending ', then fine-tuned' (else the others)")
     p.add_argument("--seeds", nargs="+", type=int, help="only these seeds (default: every seed both sides have)")
-    p.add_argument("--metric", choices=METRICS, default="map", help="the test score to compare (default: mAP@k)")
+    p.add_argument("--metric", choices=TEST_SCORES, default="map", help="the test score to compare (default: mAP@k)")
     p.add_argument("--pick", action="store_true", help="--a and --b start families of methods; compare the ones that "
                                                        "validation picks at each code length")
     args = p.parse_args(argv)

@@ -531,6 +531,10 @@ def merged(old: dict, new: dict) -> dict:
             "mlflow_run_id": f"{old['mlflow_run_id']}, {new['mlflow_run_id']}", "rows": rows}
 
 
+# a row's scores on the test queries, each a number per run
+TEST_SCORES = ("map", "map_tie_aware", "precision_h2", "pr_area")
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean and std over seeds per (method, bits)."""
     groups: dict[tuple, list[dict]] = {}
@@ -539,7 +543,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for (method, b), rs in groups.items():
         agg = {"method": method, "bits": b, "n": len(rs)}
-        for key in ("map", "map_tie_aware", "precision_h2", "pr_area", "best_val_map"):
+        for key in (*TEST_SCORES, "best_val_map"):
             vals = [r[key] for r in rs if key in r]
             if vals:
                 agg[key] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
