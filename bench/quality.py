@@ -38,6 +38,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -477,17 +478,10 @@ def main():
         "wall_seconds": time.time() - wall, "trained_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
         "mlflow_run_id": parent, "rows": rows,
     }
-    out = RESULTS / f"{tag}.json"
-    if a.add and out.is_file():
-        try:
-            record = merged(json.loads(out.read_text()), record)
-        except ValueError as err:
-            p.error(str(err))
-    pictures = [plots.pr_curve(c, RESULTS / f"{tag}_pr_{b}bits.png", f"{tag}: P-R by Hamming radius, {b} bits")
-                for b, c in pr_curves(record["rows"]).items()]
-    record["plots"] = [p.name for p in pictures]
-    out.write_text(json.dumps(record, indent=2))
-    render_summary()
+    try:
+        out, record, pictures = written(record, a.add)
+    except ValueError as err:
+        p.error(str(err))
     for f in [out, ROOT / "docs" / "results.md", *pictures]:
         client.log_artifact(parent, str(f))
     client.set_terminated(parent)
@@ -507,6 +501,26 @@ def pr_curves(rows: list[dict]) -> dict[int, dict[str, tuple[np.ndarray, np.ndar
         curve = tuple(np.array(r["pr"][k], dtype=float) for k in ("precision", "recall"))
         out.setdefault(r["bits"], {}).setdefault(r["method"], curve)
     return out
+
+
+def written(record: dict, add: bool) -> tuple[Path, dict, list[Path]]:
+    """Writes the section (joined to the one on disk, with --add), its P-R plots and docs/results.md; returns the
+    section's file, the section as written and its plots. Under one lock for all sections: two calls that --add to
+    one section at once would otherwise each merge into what the other has not written yet, and one's rows be lost;
+    and every call re-renders docs/results.md from all sections."""
+    out = RESULTS / f"{record['tag']}.json"
+    lock = ROOT / "runs" / "quality" / "results.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        if add and out.is_file():
+            record = merged(json.loads(out.read_text()), record)
+        pictures = [plots.pr_curve(c, RESULTS / f"{record['tag']}_pr_{b}bits.png",
+                                   f"{record['tag']}: P-R by Hamming radius, {b} bits")
+                    for b, c in pr_curves(record["rows"]).items()]
+        record["plots"] = [p.name for p in pictures]
+        out.write_text(json.dumps(record, indent=2))
+        render_summary()
+    return out, record, pictures
 
 
 # what a section's numbers mean: rows that differ in any of these do not belong in one table

@@ -151,3 +151,34 @@ def test_view_seed_draws_other_views_or_one_draw_per_training_seed_and_keeps_its
     with pytest.raises(SystemExit):  # and a view seed that is neither a number nor 'seed' is refused before any run
         quality.main()
     assert "'each' is no view seed: give a number, or 'seed'" in capsys.readouterr().err
+
+
+def test_add_waits_for_another_call_writing_the_results_so_neither_calls_rows_are_lost(tmp_path, monkeypatch):
+    import json
+    import threading
+
+    from filelock import FileLock
+
+    import bench.quality as quality
+
+    monkeypatch.setattr(quality, "ROOT", tmp_path)
+    monkeypatch.setattr(quality, "RESULTS", tmp_path / "docs" / "results")
+    quality.RESULTS.mkdir(parents=True)
+    section = {"tag": "t", "config": "c.yaml", "backbone": "lite0", "protocol": {"k": 1000}, "val_k": 78,
+               "epochs": 60, "bits": [16], "seeds": [0], "command": "a", "wall_seconds": 1.0, "mlflow_run_id": "x",
+               "machine": "m", "rows": [{"method": "NSH", "bits": 16, "seed": 0, "map": 0.7}]}
+    quality.written(section, add=False)
+    other = {**section, "command": "b", "rows": [{"method": "NSH", "bits": 16, "seed": 1, "map": 0.8}]}
+    # another call holds the lock while it merges and writes: this call must wait, then merge what that one wrote
+    with FileLock(str(tmp_path / "runs" / "quality" / "results.lock")):
+        call = threading.Thread(target=quality.written, args=(other, True))
+        call.start()
+        call.join(timeout=2)
+        assert call.is_alive(), "an --add wrote the section while another call held the results lock"
+        held = json.loads((quality.RESULTS / "t.json").read_text())
+        held["rows"].append({"method": "NSH", "bits": 16, "seed": 2, "map": 0.9})
+        (quality.RESULTS / "t.json").write_text(json.dumps(held))
+    call.join(timeout=60)
+    rows = json.loads((quality.RESULTS / "t.json").read_text())["rows"]
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2]
+    assert "| NSH | 0.8000 ± 0.1000 |" in (tmp_path / "docs" / "results.md").read_text()
