@@ -21,7 +21,8 @@ Each trained run lives in runs/quality/<tag>/<method>_b<bits>_s<seed> and resume
 bench is run again. Results: docs/results/<tag>.json and P-R plots, docs/results.md (rendered from every
 json there), and one MLflow parent run per bench with a child run per (method, bits, seed). A call replaces its
 section, unless --add: then its rows join the section's others (a call trains every method it names at every
-length it names, so forms meant for one length each go in one call per length).
+length it names, so forms meant for one length each go in one call per length). Calls may --add to one section
+at the same time (two processes splitting the seeds, say): each merges and writes under one lock.
 """
 from __future__ import annotations
 
