@@ -511,8 +511,7 @@ def written(record: dict, add: bool) -> tuple[Path, dict, list[Path]]:
     and every call re-renders docs/results.md from all sections."""
     out = RESULTS / f"{record['tag']}.json"
     lock = ROOT / "runs" / "quality" / "results.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
+    with FileLock(str(lock)):  # filelock makes the folder
         if add and out.is_file():
             record = merged(json.loads(out.read_text()), record)
         pictures = [plots.pr_curve(c, RESULTS / f"{record['tag']}_pr_{b}bits.png",
