@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import platform
+from pathlib import Path
 
 
 def pick(parser: argparse.ArgumentParser, names, words: list[str] | None, flag: str) -> list[str]:
@@ -39,3 +41,22 @@ def with_whole_names(argv: list[str], flag: str, chosen: list[str]) -> list[str]
         out.append(argv[i])
         i += 1
     return out
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model and its widest vector instructions, e.g. "AMD EPYC, AVX2": the same backbone can round
+    differently on another CPU (oneDNN picks its kernels by instruction set), so a feature cache rebuilt there need
+    not match the one a results file was measured on."""
+    model, flags = platform.processor() or platform.machine(), set()
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if flags and model:
+                break
+    isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags),
+               None)
+    return f"{model}, {isa}" if isa else model

@@ -44,13 +44,13 @@ from filelock import FileLock
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import gpu_results  # noqa: E402
-from bench.cli import pick, with_whole_names  # noqa: E402
+from bench.cli import cpu_name, pick, with_whole_names  # noqa: E402
 from bench.score import encode_splits, split_codes  # noqa: E402
 from nsh import checkpoint as ckpt_io  # noqa: E402
 from nsh import plots, tracking  # noqa: E402
 from nsh.codes import pack  # noqa: E402
 from nsh.config import load_config  # noqa: E402
-from nsh.features import backbone_features  # noqa: E402
+from nsh.features import backbone_features, digest  # noqa: E402
 from nsh.metrics import cosine_map_at_k, evaluate  # noqa: E402
 from nsh.training import LocalSession, fit, load_data, load_feature_rows, validation_k  # noqa: E402
 
@@ -345,7 +345,7 @@ def train_and_encode(cfg, feats, log):
     model, _, _ = ckpt_io.load_model(LocalSession(cfg.output_dir).best_checkpoint())
     codes = {s: encode_features(model, feats[s][0]) for s in ("query", "database")}
     info = {"best_val_map": result.best_val_map, "best_epoch": result.best_epoch + 1,
-            "epochs": len(result.history), "train_seconds": result.train_seconds}
+            "epochs": len(result.history), "train_seconds": result.train_seconds, "features": result.features}
     return codes, info
 
 
@@ -413,6 +413,8 @@ def main():
 
     corpus, split = load_data(cfg)
     feats = plain_features(cfg, corpus, split, log)
+    plain = digest(*(feats[s][0] for s in ("train", "query", "database")))
+    log(f"plain-view features digest {plain}")
     k = min(cfg.eval.k, len(feats["database"][0]))
     log(f"{tag}: {len(feats['train'][0])} train, {len(feats['query'][0])} queries, {len(feats['database'][0])} "
         f"database items; backbone {cfg.model.backbone} at {cfg.data.image_size} px; mAP@{k}")
@@ -484,10 +486,10 @@ def main():
                         f"best epoch, on online views ({' '.join(FINETUNE)})" if a.finetune else ""),
         "protocol": {s: len(feats[s][0]) for s in ("train", "query", "database")} | {"k": k},
         "val_k": validation_k(cfg, split), "epochs": cfg.train.epochs, "seeds": seeds, "bits": bits,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        "machine": f"{platform.machine()} ({cpu_name()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
                    f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
         "wall_seconds": time.time() - wall, "trained_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
-        "mlflow_run_id": parent, "rows": rows,
+        "mlflow_run_id": parent, "plain_features": plain, "rows": rows,
     }
     try:
         out, record, pictures = written(record, a.add)
@@ -545,14 +547,34 @@ def merged(old: dict, new: dict) -> dict:
                              f"call: {new[key]!r}), whose scores would not compare; use another --tag, or drop --add "
                              "to replace the section")
     ran = {(r["method"], r["bits"], r["seed"]) for r in new["rows"]}
-    kept = [r for r in old["rows"] if (r["method"], r["bits"], r["seed"]) not in ran]
+    kept = [r for r in old["rows"] if (r["method"], r["bits"], r["seed"]) not in ran and r["bits"] is not None]
     ceiling = [r for r in new["rows"] if r["bits"] is None]
     rows = ceiling + kept + [r for r in new["rows"] if r["bits"] is not None]
+    one_build(new["tag"], old.get("plain_features") if kept else None, new.get("plain_features"), rows)
     return {**new, "command": old["command"] + "; then " + new["command"],
             "bits": sorted(set(old["bits"]) | set(new["bits"])), "seeds": sorted(set(old["seeds"]) | set(new["seeds"])),
             "wall_seconds": old["wall_seconds"] + new["wall_seconds"],
             "trained_seconds": sum(r.get("train_seconds", 0.0) for r in rows),
             "mlflow_run_id": f"{old['mlflow_run_id']}, {new['mlflow_run_id']}", "rows": rows}
+
+
+def one_build(tag: str, old_plain: str | None, new_plain: str | None, rows: list[dict]) -> None:
+    """Refuse a section whose rows were scored on two builds of the feature cache (--add after a rebuild, on
+    another machine, say): its seeds would differ by more than the seed (sessions 36, 42 re-rolled runs by up to
+    0.006), and a pair of methods on one seed would not be like for like. Sections older than the digests pass."""
+    fix = ("restore the cache those rows were measured on, or use another --tag and rerun the forms to compare there "
+           "(or drop --add to replace the section)")
+    if old_plain and new_plain and old_plain != new_plain:
+        raise ValueError(f"--add: section {tag}'s rows were scored on plain-view features with digest {old_plain}, "
+                         f"this call's are {new_plain}: the feature cache was rebuilt; {fix}")
+    by_seed: dict[int, set[str]] = {}
+    for r in rows:
+        if r.get("features"):
+            by_seed.setdefault(r["seed"], set()).add(r["features"])
+    mixed = {s: sorted(d) for s, d in by_seed.items() if len(d) > 1}
+    if mixed:
+        raise ValueError(f"--add: section {tag} would hold runs of one seed trained on different features "
+                         f"(digests by seed: {mixed}): the feature cache was rebuilt; {fix}")
 
 
 # a row's scores on the test queries, each a number per run
@@ -597,6 +619,17 @@ def _cell(v) -> str:
     return "" if v is None else f"{v[0]:.4f} ± {v[1]:.4f}"
 
 
+def features_line(section: dict) -> list[str]:
+    """The digests of the features a section was scored on (sections from session 43 on): a rebuilt cache that
+    gives the same ones reproduces its runs."""
+    by_seed = {r["seed"]: r["features"] for r in section["rows"] if r.get("features")}
+    if "plain_features" not in section:
+        return []
+    seeds = ", ".join(f"seed {s} `{d}`" for s, d in sorted(by_seed.items()))
+    return [f"- features (`nsh.features.digest`): plain view `{section['plain_features']}`"
+            + (f"; training views with the validation rows: {seeds}" if seeds else "")]
+
+
 def render_summary() -> None:
     """docs/results.md from every docs/results/*.json: one table per bench, bit lengths side by side."""
     lines = ["# Retrieval quality (`bench/quality.py`)", "",
@@ -620,7 +653,7 @@ def render_summary() -> None:
                   f"- split: {r['protocol']}; {r['epochs']} epochs; seeds {r['seeds']}; epoch chosen by validation "
                   f"mAP@{r['val_k']}",
                   f"- machine: {r['machine']}; wall time {r['wall_seconds'] / 60:.1f} min{trained}; "
-                  f"MLflow run `{r['mlflow_run_id']}`", ""]
+                  f"MLflow run `{r['mlflow_run_id']}`", *features_line(r), ""]
         for metric, title in (("map", f"mAP@{r['protocol']['k']}"), ("map_tie_aware", "tie-aware mAP"),
                               ("precision_h2", "P@H≤2"), ("pr_area", "area under the P–R curve (whole database)"),
                               ("best_val_map", "best validation mAP")):

@@ -31,7 +31,8 @@ def model_state(model: Hasher) -> dict:
 
 def save(directory: str | Path, model: Hasher, config: Config, epoch: int, metrics: dict,
          optimizer: torch.optim.Optimizer | None = None, history: list | None = None,
-         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, trained: Hasher | None = None) -> Path:
+         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, trained: Hasher | None = None,
+         features: str | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -45,6 +46,8 @@ def save(directory: str | Path, model: Hasher, config: Config, epoch: int, metri
     }
     if trained is not None:
         payload["trained_model"] = model_state(trained)
+    if features is not None:  # nsh.training.features_digest: what a run on backbone features trained on
+        payload["features"] = features
     path = directory / CHECKPOINT_FILE
     tmp = directory / f".{CHECKPOINT_FILE}.{os.getpid()}.tmp"
     torch.save(payload, tmp)

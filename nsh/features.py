@@ -44,6 +44,21 @@ class _SeededViews(ItemDataset):
         return torch.stack(out)
 
 
+def digest(*arrays: np.ndarray | torch.Tensor) -> str:
+    """A short fingerprint of arrays' exact values (and shapes and dtypes).
+
+    Two runs with the same digest of their features saw bit-identical inputs. A cache rebuilt elsewhere need not
+    match: the same backbone on another CPU can round differently, and a frozen-backbone run trained on other
+    features is another run, which may score a few thousandths apart (docs/measurements.md, sessions 36, 42).
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a.numpy() if isinstance(a, torch.Tensor) else a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:16]
+
+
 def cache_key(corpus: Corpus, indices: np.ndarray, model: Hasher, size: int, views: int, seed: int) -> str:
     h = hashlib.sha256(json.dumps([corpus.name, model.backbone_name, size, views, seed, len(corpus)]).encode())
     h.update(np.asarray(indices, dtype=np.int64).tobytes())

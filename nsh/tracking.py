@@ -110,6 +110,9 @@ class RunLogger:
         self.client.log_batch(self.run_id, metrics=[mlflow.entities.Metric(name, float(v), now, epoch)
                                                     for name, v in metrics.items()])
 
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
+
     def log_metrics(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
             self.client.log_metric(self.run_id, name, float(value))

@@ -23,7 +23,7 @@ from nsh.codes import pack
 from nsh.config import Config, from_dict
 from nsh.data import (BadItemError, CachedViews, Corpus, DeviceAugment, ItemDataset, TwoViews, build_corpus,
                       collate_skip_bad, eval_load, load_or_make_split, report_bad, train_load)
-from nsh.features import backbone_features
+from nsh.features import backbone_features, digest
 from nsh.losses import CodeNTXent, SortedNCE, mined_weight_at
 from nsh.metrics import map_at_k
 from nsh.models import Hasher
@@ -94,6 +94,7 @@ class FitResult:
     best_val_map: float = -1.0
     best_epoch: int = -1
     val_k: int = 0  # the cutoff of the validation mAP (validation_k)
+    features: str | None = None  # features_digest of a run on backbone features; None when it trained on images
 
     @property
     def train_seconds(self) -> float:
@@ -261,6 +262,22 @@ def check_same_run(saved: dict, cfg: Config, where) -> None:
                          "from its weights")
 
 
+def features_digest(dataset, evaluator: Evaluator) -> str | None:
+    """The digest of all a run on backbone features reads (its training views and validation rows): runs with the
+    same one trained on bit-identical inputs. None for a run on images, whose inputs are drawn online."""
+    if not isinstance(dataset, CachedViews):
+        return None
+    return digest(dataset.views, *(evaluator.inputs[s] for s in ("val_query", "val_db")))
+
+
+def check_same_features(saved: str | None, now: str | None, where) -> None:
+    """Refuse to resume a run on other features than it trained on: a rebuilt cache need not be bit-identical."""
+    if saved is not None and saved != now:
+        raise ValueError(f"{where} was trained on other features (digest {saved}, now {now}): the feature cache was "
+                         "rebuilt or replaced since, and resuming would mix two runs. Restore the cache the run was "
+                         "trained on, or delete the run folder to train it again on the features there now")
+
+
 def run_defining(cfg: Config) -> dict:
     keys = {k: v for k, v in cfg.flat().items() if k.startswith(RUN_DEFINING)}
     if cfg.loss.name == "nt_xent":  # the baseline reads only its temperature of the loss section
@@ -340,12 +357,17 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
         if cfg.train.ema_decay else None
     selected = model if ema is None else ema.module  # the weights validated, checkpointed and exported
 
-    result, start_epoch = FitResult(val_k=evaluator.k), 0
+    result, start_epoch = FitResult(val_k=evaluator.k, features=features_digest(dataset, evaluator)), 0
+    if result.features is not None:
+        log(f"features digest {result.features}")
+        if tracker is not None:
+            tracker.set_tag("features_digest", result.features)
     resume = session.latest_checkpoint()
     if resume is not None or cfg.train.resume_from:
         state = ckpt_io.load(resume or cfg.train.resume_from)
         if resume is not None:
             check_same_run(state["config"], cfg, resume)
+            check_same_features(state.get("features"), result.features, resume)
         trained = state.get("trained_model", state["model"]) if resume is not None else state["model"]
         ckpt_io.restore_model(model, trained, str(resume or cfg.train.resume_from))
         if resume is not None and ema is not None:  # the average continues; a fresh one would restart from the
@@ -424,7 +446,7 @@ def fit(cfg: Config, session: Session | None = None, tracker=None, log=print) ->
             written = None
             if session.rank == 0:
                 ckpt_io.save(tmp, selected, cfg, epoch, metrics, opt, result.history, sched,
-                             trained=model if ema is not None else None)
+                             trained=model if ema is not None else None, features=result.features)
                 written = Path(tmp)
             session.report(metrics, written)
     return result

@@ -5,9 +5,10 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from nsh.data import build_corpus
-from nsh.features import backbone_features
+from nsh.features import backbone_features, digest
 from nsh.models import Hasher
 
 from conftest import BAD_FILES
@@ -96,3 +97,15 @@ def test_an_interrupted_cache_build_resumes_from_the_chunks_on_disk(tmp_path, im
     assert [m.split()[3] for m in computed if m.startswith("backbone features:")] == ["3/6", "4/6", "5/6", "6/6"]
     alone = backbone_features(model, corpus, idx, tmp_path / "alone", size=32, views=0, chunk=8, log=lambda *_: None)
     assert feats.shape == (len(corpus), 1280) and np.array_equal(feats, alone, equal_nan=True)
+
+
+def test_digest_changes_with_any_value_dtype_or_shape_and_not_with_the_container():
+    x = np.random.default_rng(0).standard_normal((4, 3, 8)).astype(np.float16)
+    d = digest(x)
+    assert digest(x.copy()) == d and digest(torch.from_numpy(x)) == d
+    assert digest(x[:, :2]) == digest(np.ascontiguousarray(x[:, :2]))  # views hash their values, not their memory
+    y = x.copy()
+    y[3, 2, 7] = np.nextafter(y[3, 2, 7], np.float16(np.inf))
+    assert digest(y) != d
+    assert digest(x.astype(np.float32)) != d and digest(x.reshape(12, 8)) != d
+    assert digest(x, x[:1]) != digest(x)

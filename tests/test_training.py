@@ -130,6 +130,25 @@ def test_rerun_on_another_draw_of_the_cached_views_is_refused_but_the_same_draw_
     assert len(fit(tiny(tmp_path, "train.seed=3", "data.view_seed=3"), log=lambda *_: None).history) == 2
 
 
+def test_a_run_on_a_rebuilt_feature_cache_that_differs_is_refused_and_an_identical_rebuild_resumes(tmp_path):
+    first = fit(tiny(tmp_path), log=lambda *_: None)
+    assert first.features is not None
+    assert ckpt_io.load(LocalSession(tiny(tmp_path).output_dir).latest_checkpoint())["features"] == first.features
+    entries = sorted((tmp_path / "cache").glob("*/features.npy"))
+    assert len(entries) == 3  # the training views, the validation queries and the validation database
+    saved = {e: np.load(e) for e in entries}
+    for e in entries:  # rebuilt from scratch: the same backbone on the same CPU gives bit-identical features
+        e.unlink()
+    assert len(fit(tiny(tmp_path, "train.epochs=3"), log=lambda *_: None).history) == 3
+    views = next(e for e, f in saved.items() if f.ndim == 3)
+    nudged = np.load(views)
+    nudged[0, 0, 0] = np.nextafter(nudged[0, 0, 0], np.float16(np.inf))  # one float16 step, as another CPU may round
+    np.save(views, nudged)
+    with pytest.raises(ValueError, match=rf"other features \(digest {first.features}, now [0-9a-f]{{16}}\).*"
+                                         "Restore the cache.*or delete the run folder"):
+        fit(tiny(tmp_path, "train.epochs=4"), log=lambda *_: None)
+
+
 def test_fine_tuning_starts_from_another_runs_weights(tmp_path):
     first = tiny(tmp_path / "a")
     fit(first, log=lambda *_: None)

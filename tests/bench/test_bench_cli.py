@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from bench.cli import pick, with_whole_names
+from bench.cli import cpu_name, pick, with_whole_names
 
 NAMES = ["LSH", "ITQ", "NT-Xent on codes, tau 0.5", "NSH torchsort, tau 0.5"]
 
@@ -54,3 +54,13 @@ def test_a_recorded_command_names_the_methods_it_ran_whole_so_later_methods_do_n
     assert again.overrides == ["data.image_size=160"]
     assert with_whole_names(["--methods=LSH", "ITQ"], "--methods", ["LSH", "ITQ"]) == ["--methods", "LSH", "ITQ"]
     assert with_whole_names(argv[:2], "--methods", NAMES) == argv[:2]
+
+
+def test_cpu_name_gives_the_model_and_its_widest_vector_instructions(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9454\nflags\t\t: fpu sse2 avx avx2 avx512f\n\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC 9454\nflags\t\t: fpu sse2 avx avx2 avx512f\n")
+    assert cpu_name(info) == "AMD EPYC 9454, AVX-512"
+    info.write_text("model name\t: Intel Xeon\nflags\t\t: fpu sse2 avx avx2\n")
+    assert cpu_name(info) == "Intel Xeon, AVX2"
+    assert cpu_name(tmp_path / "absent")  # no /proc/cpuinfo (not Linux): the platform's own name, never empty

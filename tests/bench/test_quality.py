@@ -103,7 +103,27 @@ def test_add_refuses_a_section_whose_runs_mean_something_else_and_names_the_diff
     assert [r["map"] for r in rerun["rows"]] == [0.71]  # a run again replaces its row, never doubles it
 
 
-def test_set_overrides_win_over_a_methods_own_setting_where_plain_overrides_yield_and_the_row_name_says_so():
+def test_add_refuses_rows_scored_on_another_build_of_the_feature_cache_unless_they_replace_every_old_row():
+    from bench.quality import merged
+
+    old = {"tag": "t", "config": "c.yaml", "backbone": "lite0 at 160 px", "protocol": {"k": 1000}, "val_k": 78,
+           "epochs": 60, "bits": [16], "seeds": [0], "command": "a", "wall_seconds": 1.0, "mlflow_run_id": "x",
+           "plain_features": "p1", "rows": [{"method": "NSH", "bits": 16, "seed": 0, "map": 0.7, "features": "v1"}]}
+    rebuilt = {**old, "command": "b", "plain_features": "p2",
+               "rows": [{"method": "NT-Xent", "bits": 16, "seed": 0, "map": 0.69, "features": "v2"}]}
+    with pytest.raises(ValueError, match=r"plain-view features with digest p1, this call's are p2.*rebuilt; restore"):
+        merged(old, rebuilt)
+    with pytest.raises(ValueError, match=r"one seed trained on different features \(digests by seed: \{0: \['v1', "
+                                         r"'v2'\]\}\)"):
+        merged(old, {**rebuilt, "plain_features": "p1"})
+    other_seed = {**rebuilt, "plain_features": "p1", "rows": [{**rebuilt["rows"][0], "seed": 1}]}
+    assert len(merged(old, other_seed)["rows"]) == 2  # each seed its own draw of the views: its own digest
+    rerun = {**rebuilt, "rows": [{**old["rows"][0], "map": 0.71, "features": "v2"}]}
+    assert [r["map"] for r in merged(old, rerun)["rows"]] == [0.71]  # every old row replaced: one build again
+    unrecorded = {k: v for k, v in old.items() if k != "plain_features"}
+    unrecorded["rows"] = [{k: v for k, v in old["rows"][0].items() if k != "features"}]
+    assert len(merged(unrecorded, rebuilt)["rows"]) == 2  # sections older than the digests cannot be checked
+
     from bench.quality import METHODS, labelled, run_overrides
     from nsh.config import load_config
 
@@ -142,6 +162,12 @@ def test_view_seed_draws_other_views_or_one_draw_per_training_seed_and_keeps_its
     assert ckpt_io.load(LocalSession(run).best_checkpoint())["config"]["data"]["view_seed"] == 1
     record = json.loads((tmp_path / "docs" / "results" / "redrawn.json").read_text())
     assert "(each training seed its own draw)" in record["backbone"]
+    # the section names the features it was scored on: the run's own digest, per seed, and the plain view's
+    row = next(r for r in record["rows"] if r["method"] == baseline)
+    assert row["features"] == ckpt_io.load(LocalSession(run).best_checkpoint())["features"]
+    assert len(record["plain_features"]) == 16
+    assert (f"plain view `{record['plain_features']}`; training views with the validation rows: seed 1 "
+            f"`{row['features']}`") in (tmp_path / "docs" / "results.md").read_text()
     # the default section's runs trained on view seed 0: a row of another draw may not join them
     monkeypatch.setattr(sys, "argv", common + ["--tag", "drawn", "--view-seed", "1", "--add", "--methods", "PCA"])
     with pytest.raises(SystemExit):

@@ -7,6 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from nsh import checkpoint as ckpt_io
+
 from conftest import BAD_FILES, REPO
 
 
@@ -31,6 +33,9 @@ def test_training_job_logs_one_mlflow_run_with_epoch_metrics_and_registers_a_cha
     assert [m.step for m in history] == [0, 1]
     run = client.get_run(summary["run_id"])
     assert run.data.params["loss.sorter"] == "softsort" and run.data.params["model.nbits"] == "16"
+    # the features it trained on, as its checkpoints record them: two runs with one digest saw the same inputs
+    saved = ckpt_io.load(summary["checkpoint"])["features"]
+    assert run.data.tags["features_digest"] == saved and len(saved) == 16
     champ = client.get_model_version_by_alias("nsh", "champion")
     assert summary["champion"] and summary["model_uri"] == f"models:/nsh/{champ.version}"
     assert float(champ.tags["val_map"]) == pytest.approx(summary["best_val_map"], abs=1e-6)
