@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.quality import FINETUNED, RESULTS, TEST_SCORES  # noqa: E402
 
 
-def _rows(sections: list[str], prefix: str, finetuned: bool, folder: Path,
+def _rows(sections: list[str], prefix: str, finetuned: bool, folder: Path | None,
           seeds: list[int] | None = None) -> list[tuple[str, dict]]:
     """(section tag, row) for every row whose method starts with prefix (and, given seeds, of those seeds), in the
     sections' order."""
     out = []
     for tag in sections:
-        path = folder / f"{tag}.json"
+        path = (RESULTS if folder is None else folder) / f"{tag}.json"
         if not path.is_file():
             raise SystemExit(f"no section {tag}: {path} does not exist (bench/quality.py --tag {tag} writes it)")
         out += [(tag, r) for r in json.loads(path.read_text())["rows"]
@@ -51,7 +51,7 @@ def _put(got: dict, key: tuple[int, int], value: float, name: str, tag: str) -> 
     got[key] = value
 
 
-def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RESULTS,
+def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path | None = None,
            seeds: list[int] | None = None, metric: str = "map") -> dict[tuple[int, int], float]:
     """(bits, seed) -> test score (mAP unless metric names another) of the one method per section whose row name
     starts with prefix; rows without that score are left out."""
@@ -67,7 +67,7 @@ def scores(sections: list[str], prefix: str, finetuned: bool, folder: Path = RES
     return got
 
 
-def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder: Path = RESULTS,
+def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder: Path | None = None,
            seeds: list[int] | None = None, metric: str = "map") -> list[dict]:
     """The methods whose name starts with prefix at one code length, best mean validation mAP first.
 
@@ -91,6 +91,31 @@ def ranked(sections: list[str], prefix: str, finetuned: bool, bits: int, folder:
     out = [{"method": m, "val": statistics.mean(v.values()), "val_seeds": len(v), "scores": test[m]}
            for m, v in val.items() if len(v) == most]
     return sorted(out, key=lambda c: -c["val"])
+
+
+def features(sections: list[str], name: str, finetuned: bool, folder: Path | None = None,
+             exact: bool = False) -> dict[tuple[int, int], str]:
+    """(bits, seed) -> the digest of the features the method's run trained on, for rows that record one (sections
+    from session 43 on). With exact, the method named whole (a --pick), else every method starting with name."""
+    got: dict[tuple[int, int], str] = {}
+    for tag, r in _rows(sections, name, finetuned, folder):
+        if r.get("features") and (not exact or r["method"] == name):
+            key = (r["bits"], r["seed"])
+            if got.setdefault(key, r["features"]) != r["features"]:
+                raise SystemExit(f"{r['method']!r} at {key[0]} bits, seed {key[1]} was trained on two builds of the "
+                                 f"feature cache ({got[key]}, then {r['features']} in {tag}): pool sections of one build")
+    return got
+
+
+def like_for_like(a: dict[tuple[int, int], str], b: dict[tuple[int, int], str], bits: int) -> None:
+    """Refuse a pair of runs trained on two builds of the feature cache: a rebuild re-rolls runs by up to 0.006
+    (sessions 36, 42), about the leads measured, so such a pair compares the builds as much as the methods."""
+    mixed = {s: (a[n, s], b[n, s]) for (n, s) in a if n == bits and (n, s) in b and a[n, s] != b[n, s]}
+    if mixed:
+        raise SystemExit(f"{bits} bits: the two methods trained on different features at seed(s) "
+                         f"{', '.join(f'{s} ({x} against {y})' for s, (x, y) in sorted(mixed.items()))}: pair "
+                         "sections scored on one build of the feature cache (the digests under each section in "
+                         "docs/results.md)")
 
 
 def compare(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float], bits: int) -> dict:
@@ -136,6 +161,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.pick:
         a, b = (scores(args.sections, name, args.finetuned, seeds=args.seeds, metric=args.metric)
                 for name in (args.a, args.b))
+        fa, fb = (features(args.sections, name, args.finetuned) for name in (args.a, args.b))
+        for n in args.bits:
+            like_for_like(fa, fb, n)
         results = [compare(a, b, n) for n in args.bits]
         print(f"a: {args.a}\nb: {args.b}\n" + "\n".join(table(results)))
         return results
@@ -151,6 +179,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 got = f"{statistics.mean(test):.4f} ± {spread:.4f}" if test else "none"
                 print(f"  val {c['val']:.4f}  test {args.metric} {got} ({len(test)} seeds)  {c['method']}")
             picks.append(ranking[0])
+        like_for_like(*(features(args.sections, c["method"], args.finetuned, exact=True) for c in picks), n)
         results.append(compare(picks[0]["scores"], picks[1]["scores"], n))
     print("\n".join(table(results)))
     return results

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.paired import compare, ranked, scores
+from bench.paired import compare, main, ranked, scores
 from bench.quality import FINETUNED
 
 NSH, BASE = "NSH torchsort, own view", "NT-Xent on codes"
@@ -91,3 +91,24 @@ def test_metric_pairs_another_test_score_on_the_seeds_that_have_it_while_validat
     assert c["seeds"] == [1, 2] and c["lead"] == pytest.approx([0.10, 0.11])  # seed 0 stored no area: left out
     with pytest.raises(SystemExit, match="1 seed.*counts only the seeds that have it"):
         compare({(16, 1): 0.4}, {(16, 1): 0.3}, 16)
+
+
+def test_a_pair_of_runs_trained_on_two_builds_of_the_feature_cache_is_refused_with_the_seed_and_both_digests(
+        tmp_path, monkeypatch):
+    import bench.paired as paired
+
+    monkeypatch.setattr(paired, "RESULTS", tmp_path)
+
+    def run(method, seed, value, build):
+        return {**row(method, 32, seed, value), "best_val_map": value + 0.02, "features": f"{build}_s{seed}"}
+
+    section(tmp_path, "first", [run(NSH, 1, 0.75, "build1"), run(NSH, 2, 0.76, "build1"), run(BASE, 1, 0.74, "build1")])
+    section(tmp_path, "same", [run(BASE, 2, 0.74, "build1")])  # seed 2 of the baseline later, on the same build
+    section(tmp_path, "rebuilt", [run(BASE, 2, 0.74, "build2")])  # or on a rebuilt cache
+    args = ["--a", NSH, "--b", BASE, "--bits", "32", "--sections", "first"]
+    for pick in ([], ["--pick"]):
+        assert main(args + ["same"] + pick)[0]["seeds"] == [1, 2]
+        with pytest.raises(SystemExit, match=r"different features at seed\(s\) 2 \(build1_s2 against build2_s2\)"):
+            main(args + ["rebuilt"] + pick)
+    with pytest.raises(SystemExit, match=r"seed 2 was trained on two builds .*build1_s2, then build2_s2 in rebuilt"):
+        main(args + ["same", "rebuilt"])
