@@ -632,9 +632,9 @@ def _cell(v) -> str:
 def features_line(section: dict) -> list[str]:
     """The digests of the features a section was scored on (sections from session 43 on): a rebuilt cache that
     gives the same ones reproduces its runs."""
-    by_seed = {r["seed"]: r["features"] for r in section["rows"] if r.get("features")}
     if "plain_features" not in section:
         return []
+    by_seed = {r["seed"]: r["features"] for r in section["rows"] if r.get("features")}
     seeds = ", ".join(f"seed {s} `{d}`" for s, d in sorted(by_seed.items()))
     return [f"- features (`nsh.features.digest`): plain view `{section['plain_features']}`"
             + (f"; training views with the validation rows: {seeds}" if seeds else "")]
