@@ -2,12 +2,12 @@
 
 A rebuilt cache can re-roll every trained run (sessions 33, 36, 42). Sections from session 43 on record the digest
 of their plain-view features (`plain_features`); older ones do not, but every section keeps the float features'
-mAP@k at full precision, and that number tells builds apart: it moves in its seventh decimal when the float16
-features differ anywhere among the queries and database items. This groups the sections whose names start with a
+mAP@k at full precision, and that number tells builds apart: it is an exact function of the plain features, and
+the builds seen so far moved it in the sixth or seventh decimal. This groups the sections whose names start with a
 prefix by that fingerprint and compares the trained runs two sections both hold (same method, length, seed and
 section-defining settings). Runs on two builds of the plain features have never scored the same; runs on one build
-usually do, but need not: the fingerprint does not cover the cached training views (the row digests from session 43
-on do), nor code that changed between the sections.
+often do, but need not: the fingerprint does not cover the cached training views (the row digests from session 43
+on do), nor settings outside the section-defining ones, nor code that changed between the sections.
 
     python bench/builds.py fashion_mnist_160px
 """
@@ -67,7 +67,7 @@ def report(sections: list[dict]) -> list[str]:
               f"  one build: {tally[True, True]} identical, {tally[True, False]} different",
               f"  two builds: {tally[False, True]} identical, {tally[False, False]} different"]
     if broken:
-        lines += ["one build of the plain features, yet different scores (other training views, or other code):",
+        lines += ["one build of the plain features, yet different scores (other training views, settings or code):",
                   *broken]
     return lines
 
