@@ -1,7 +1,7 @@
 """Which bench sections were scored on one build of the feature cache, sections written before digests included.
 
 A rebuilt cache can re-roll every trained run (sessions 33, 36, 42). Sections from session 43 on record the digest
-of their plain-view features (`plain_features`); older ones do not, but every section keeps the float features'
+of their plain-view features (`plain_features`, listed here); older ones do not, but every section keeps the float features'
 mAP@k at full precision, and that number tells builds apart: it is an exact function of the plain features, and
 the builds seen so far moved it in the sixth or seventh decimal. This groups the sections whose names start with a
 prefix by that fingerprint and compares the trained runs two sections both hold (same method, length, seed and
@@ -24,12 +24,11 @@ from bench.quality import RESULTS, SECTION_DEFINING, family  # noqa: E402
 
 
 def fingerprint(section: dict) -> str:
-    """The plain view's digest where the section records it, else the float features' mAP at full precision."""
-    if section.get("plain_features"):
-        return f"digest {section['plain_features']}"
+    """The float features' mAP at full precision, which every section holds (the digest, from session 43 on, is
+    listed beside it: grouping by it would split a new section from the old ones of its build)."""
     ceiling = [r["map"] for r in section["rows"] if r["bits"] is None]
     if not ceiling:
-        raise ValueError(f"section {section['tag']} holds neither a features digest nor the float features' mAP")
+        raise ValueError(f"section {section['tag']} holds no float features' mAP (its ceiling row) to tell its build by")
     return f"float mAP {ceiling[0]!r}"
 
 
@@ -51,7 +50,8 @@ def report(sections: list[dict]) -> list[str]:
     scored differently on one build."""
     groups: dict[str, list[str]] = {}
     for s in sections:
-        groups.setdefault(fingerprint(s), []).append(s["tag"])
+        digest = f" (digest {s['plain_features']})" if s.get("plain_features") else ""
+        groups.setdefault(fingerprint(s), []).append(s["tag"] + digest)
     lines = [f"{len(groups)} build(s) of the plain features among {len(sections)} sections:"]
     lines += [f"  {fp}: {', '.join(tags)}" for fp, tags in groups.items()]
     tally = {(same_build, same_score): 0 for same_build in (True, False) for same_score in (True, False)}

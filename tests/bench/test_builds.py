@@ -36,12 +36,16 @@ def test_sections_group_by_the_float_features_full_precision_map_and_a_run_that_
     assert lines[-1] == f"  {BASE!r}, 16 bits, seed 1: 0.7 in ds_a, 0.69 in ds_b"
 
 
-def test_a_section_with_a_features_digest_is_fingerprinted_by_it_and_one_with_neither_is_refused(tmp_path):
-    section(tmp_path, "new", 0.75, [], plain_features="3f3f4eb2d835c946")
+def test_a_section_with_a_features_digest_joins_the_older_sections_of_its_build_and_one_without_a_ceiling_is_refused(
+        tmp_path):
+    section(tmp_path, "old", 0.75, [(NSH, 64, 1, 0.70)])
+    section(tmp_path, "old_new", 0.75, [(NSH, 64, 1, 0.70)], plain_features="54ab21f8968765b0")
     (tmp_path / "bare.json").write_text(json.dumps({"tag": "bare", "rows": []}))
 
-    assert fingerprint(load("new", tmp_path)[0]) == "digest 3f3f4eb2d835c946"
-    with pytest.raises(ValueError, match="bare holds neither a features digest nor the float features' mAP"):
+    lines = report(load("old", tmp_path))
+    assert "  float mAP 0.75: old, old_new (digest 54ab21f8968765b0)" in lines
+    assert "  one build: 1 identical, 0 different" in lines
+    with pytest.raises(ValueError, match="section bare holds no float features' mAP"):
         fingerprint(load("bare", tmp_path)[0])
     with pytest.raises(SystemExit, match="no section starts with 'nothing'"):
         load("nothing", tmp_path)
