@@ -4,10 +4,10 @@ A rebuilt cache can re-roll every trained run (sessions 33, 36, 42). Sections fr
 of their plain-view features (`plain_features`, listed here); older ones do not, but every section keeps the float
 features' mAP@k at full precision, and that number tells builds apart: it is an exact function of the plain
 features, and the builds seen so far moved it in the sixth or seventh decimal. This groups the sections whose names
-start with a prefix by that fingerprint and compares the trained runs two sections both hold (same method, length, seed and
-section-defining settings). Runs on two builds of the plain features have never scored the same; runs on one build
-often do, but need not: the fingerprint does not cover the cached training views (the row digests from session 43
-on do), nor settings outside the section-defining ones, nor code that changed between the sections.
+start with a prefix by that fingerprint and compares the trained runs two sections both hold (same method, length,
+seed and section-defining settings). Runs on two builds of the plain features have never scored the same; runs on
+one build often do, but need not: the fingerprint does not cover the cached training views (the row digests from
+session 43 on do), nor settings outside the section-defining ones, nor code that changed between the sections.
 
     python bench/builds.py fashion_mnist_160px
 """
